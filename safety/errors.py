@@ -1,0 +1,119 @@
+"""One error hierarchy for every stage of DriveGate.
+
+Every error carries a stable ``code`` (kebab-case, never renamed once released) and a
+``Location`` saying where the problem is: ``file:line:col`` for YAML and log files, the
+field for a request, the frame for CAN input.  Loaders collect every problem they find
+and raise one :class:`LoadError` holding them all, sorted by place, so a user fixes a
+file in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """Where a problem is.  Any part may be missing; ``str()`` prints what is known."""
+
+    file: str = ""
+    line: int = 0  # 1-based; 0 = unknown
+    col: int = 0  # 1-based; 0 = unknown
+    field: str = ""  # a dotted field path such as ``signals.speed.message``
+    frame: str = ""  # a CAN frame, e.g. ``0x0B4``
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        if self.file:
+            where = self.file
+            if self.line:
+                where += f":{self.line}"
+                if self.col:
+                    where += f":{self.col}"
+            parts.append(where)
+        if self.frame:
+            parts.append(f"frame {self.frame}")
+        if self.field and not self.file:
+            parts.append(f"field '{self.field}'")
+        return " ".join(parts) if parts else "<unknown>"
+
+
+class DriveGateError(Exception):
+    """Base of every error DriveGate raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, location: Location | None = None, *, code: str | None = None) -> None:
+        self.message = message
+        self.location = location or Location()
+        if code is not None:
+            self.code = code
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.code}: {self.message}"
+
+    def sort_key(self) -> tuple[Location, str, str]:
+        return (self.location, self.code, self.message)
+
+
+class ProfileError(DriveGateError):
+    """A vehicle profile (YAML) is wrong."""
+
+    code = "profile"
+
+
+class DbcError(DriveGateError):
+    """A DBC file could not be loaded, or lacks what a profile asks of it."""
+
+    code = "dbc"
+
+
+class PolicyError(DriveGateError):
+    """A policy file (YAML) is wrong."""
+
+    code = "policy"
+
+
+class RequestError(DriveGateError):
+    """A request from the assistant is malformed (an unknown field or value)."""
+
+    code = "request"
+
+
+class LogFormatError(DriveGateError):
+    """A log file is unreadable, or one of its lines or frames is."""
+
+    code = "log-format"
+
+
+class LoadError(DriveGateError):
+    """Several problems found while loading one input, sorted by place."""
+
+    code = "load"
+
+    def __init__(self, errors: Iterable[DriveGateError]) -> None:
+        self.errors: list[DriveGateError] = sorted(errors, key=DriveGateError.sort_key)
+        first = self.errors[0].location if self.errors else Location()
+        super().__init__(f"{len(self.errors)} problem(s)", first)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+class ErrorCollector:
+    """Gathers errors while loading, then raises them all at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[DriveGateError] = []
+
+    def add(self, error: DriveGateError) -> None:
+        self.errors.append(error)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise LoadError(self.errors)

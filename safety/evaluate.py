@@ -1,0 +1,195 @@
+"""Evaluate a compiled policy: how rule outcomes combine into one decision.
+
+The combination, documented for policy authors (README, "Rule combination"):
+
+1. Every rule whose condition holds contributes its outcome; if none holds, the policy's
+   ``default`` does.
+2. The most restrictive contribution wins: ``deny`` > ``defer`` > ``degrade`` > ``allow``.
+   Several ``degrade`` rules merge their constraints, each to the strictest (shortest
+   text, fewest items, voice over visual); several ``defer`` rules take the longest wait.
+3. Exceptions (``exception: true``) cap the result: if an exception rule holds, the
+   decision is never more restrictive than the most restrictive such exception (e.g.
+   critical priority always gets through by voice).
+4. Unknown values (stale or invalid signals, unknown driving state or workload, optional
+   request fields left out) are evaluated as every value they could take: the policy is
+   evaluated once per combination of the cells of the unknown fields, and the most
+   restrictive result wins.  Unknown state is therefore the most demanding state it could
+   be.  (Past ``MAX_WORLDS`` combinations, three-valued logic gives a sound
+   over-approximation: a rule whose condition is unknown is taken to hold, and an
+   exception whose condition is unknown is not.)
+
+The result depends only on the cells of the state and request (see ``compile``), so it
+is cached per cell key.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .decision import Outcome
+from .policy.compile import CompiledPolicy, CompiledRule
+
+_MAX_CACHE = 65536
+MAX_WORLDS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The policy's answer before it is stamped with request id, time and hash."""
+
+    outcome: Outcome
+    rules: tuple[str, ...]
+    reason: str
+    constraints: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """How one rule evaluated (for explanations)."""
+
+    rule: str
+    result: bool | None  # True holds, False does not, None unknown (may hold)
+    outcome: Outcome
+    exception: bool
+
+
+def merge_constraints(rules: list[CompiledRule]) -> dict[str, Any]:
+    """The strictest combination of several rules' constraints."""
+    return _merge_dicts([rule.constraints for rule in rules])
+
+
+def _merge_dicts(all_constraints: list[Mapping[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for constraints in all_constraints:
+        for key, value in constraints.items():
+            if key not in merged:
+                merged[key] = value
+            elif key in ("max_text_length", "max_list_items"):
+                merged[key] = min(merged[key], value)
+            elif key == "retry_after_ms":
+                merged[key] = max(merged[key], value)
+            elif key == "modality":
+                merged[key] = "voice" if "voice" in (merged[key], value) else value
+            elif key == "until" and value not in merged[key].split("; "):
+                merged[key] = f"{merged[key]}; {value}"
+    return merged
+
+
+class Evaluator:
+    """Evaluates one compiled policy, caching verdicts by cell key."""
+
+    def __init__(self, policy: CompiledPolicy) -> None:
+        self.policy = policy
+        self._cache: dict[tuple[Any, ...], Verdict] = {}
+
+    def verdict(self, state: Mapping[str, Any], request: Mapping[str, Any]) -> Verdict:
+        policy = self.policy
+        key = (policy.state_key(state), policy.request_key(request))
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        result = self.evaluate(state, request)
+        if len(self._cache) >= _MAX_CACHE:
+            self._cache.clear()
+        self._cache[key] = result
+        return result
+
+    def evaluate(
+        self, state: Mapping[str, Any], request: Mapping[str, Any], trace: list[RuleTrace] | None = None
+    ) -> Verdict:
+        """Evaluate every rule (no cache); append each rule's result to ``trace`` if given."""
+        policy = self.policy
+        unknown_state = [name for name, _ in policy.state_cells if state.get(name) is None]
+        unknown_request = [name for name, _ in policy.request_cells if request.get(name) is None]
+        worlds = 1
+        for name in (*unknown_state, *unknown_request):
+            worlds *= len(policy.representatives[name])
+        if worlds == 1 or worlds > MAX_WORLDS:
+            verdict = self._evaluate_once(state, request, trace)
+        else:
+            verdict = self._evaluate_worlds(state, request, unknown_state, unknown_request, trace)
+        if unknown_state:
+            verdict = Verdict(
+                verdict.outcome, verdict.rules,
+                f"{verdict.reason} [unknown: {', '.join(unknown_state)}; treated as the most demanding driving]",
+                verdict.constraints,
+            )
+        return verdict
+
+    def _evaluate_worlds(
+        self, state: Mapping[str, Any], request: Mapping[str, Any],
+        unknown_state: list[str], unknown_request: list[str], trace: list[RuleTrace] | None,
+    ) -> Verdict:
+        """The most restrictive verdict over every value the unknown fields could take."""
+        reps = self.policy.representatives
+        names = [*unknown_state, *unknown_request]
+        worst: list[Verdict] = []
+        for combo in itertools.product(*(reps[n] for n in names)):
+            world_state = dict(state)
+            world_request = dict(request)
+            for name, value in zip(names, combo, strict=True):
+                (world_state if name in unknown_state else world_request)[name] = value
+            verdict = self._evaluate_once(world_state, world_request, None)
+            if not worst or verdict.outcome.rank > worst[0].outcome.rank:
+                worst = [verdict]
+            elif verdict.outcome.rank == worst[0].outcome.rank:
+                worst.append(verdict)
+        if trace is not None:
+            self._evaluate_once(state, request, trace)
+        rules = tuple(dict.fromkeys(r for v in worst for r in v.rules))
+        reason = "; ".join(dict.fromkeys(v.reason for v in worst))
+        constraints = _merge_dicts([v.constraints for v in worst])
+        return Verdict(worst[0].outcome, rules, reason, constraints)
+
+    def _evaluate_once(
+        self, state: Mapping[str, Any], request: Mapping[str, Any], trace: list[RuleTrace] | None
+    ) -> Verdict:
+        policy = self.policy
+        contributing: list[CompiledRule] = []
+        exceptions: list[CompiledRule] = []
+        certain_exception = False
+        certain = False
+        for rule in policy.rules:
+            result = rule.test(state, request)
+            if trace is not None:
+                trace.append(RuleTrace(rule.id, result, rule.outcome, rule.exception))
+            if result is False:
+                continue
+            if rule.exception:
+                exceptions.append(rule)
+                certain_exception = certain_exception or result is True
+            else:
+                contributing.append(rule)
+                certain = certain or result is True
+
+        top_rank = max((r.rank for r in contributing), default=-1)
+        use_default = not certain and policy.default.rank >= top_rank
+        rank = max(top_rank, policy.default.rank) if not certain else top_rank
+        deciding = [r for r in contributing if r.rank == rank]
+        outcome = Outcome(_OUTCOME_BY_RANK[rank])
+        constraints = merge_constraints(deciding)
+        reasons = [r.reason for r in deciding]
+        rule_ids = [r.id for r in deciding]
+        if use_default and rank == policy.default.rank:
+            reasons.append(policy.default_reason)
+
+        if certain_exception:
+            cap_rank = max(r.rank for r in exceptions)
+            capping = [r for r in exceptions if r.rank == cap_rank]
+            if cap_rank < rank:
+                outcome = Outcome(_OUTCOME_BY_RANK[cap_rank])
+                constraints = merge_constraints(capping)
+                reasons = [r.reason for r in capping] + [f"(instead of {_OUTCOME_BY_RANK[rank]})"]
+                rule_ids = [r.id for r in capping]
+            elif cap_rank == rank:
+                constraints = merge_constraints(deciding + capping)
+                reasons += [r.reason for r in capping]
+                rule_ids += [r.id for r in capping]
+
+        return Verdict(outcome, tuple(rule_ids), "; ".join(dict.fromkeys(reasons)), constraints)
+
+
+_OUTCOME_BY_RANK = {o.rank: o.value for o in Outcome}

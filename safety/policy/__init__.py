@@ -1,0 +1,22 @@
+"""Policies: parse (YAML -> PolicyDoc), compile (PolicyDoc -> CompiledPolicy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import Location, LoadError, PolicyError
+from .compile import CompiledPolicy, CompiledRule, compile_policy
+from .model import PolicyDoc
+from .parse import parse_policy_text
+
+__all__ = ["CompiledPolicy", "CompiledRule", "PolicyDoc", "compile_policy", "load_policy", "parse_policy_text"]
+
+
+def load_policy(path: str | Path) -> CompiledPolicy:
+    """Read, parse and compile a policy file.  Raises LoadError listing every problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LoadError([PolicyError(f"cannot read the policy: {exc}", Location(file=name), code="unreadable")]) from exc
+    return compile_policy(parse_policy_text(name, text))
