@@ -62,11 +62,15 @@ def _mark_loc(file: str, mark: Any) -> Location:
     return Location(file=file, line=mark.line + 1, col=mark.column + 1)
 
 
-def load_yaml(path: str, text: str, error: Callable[[str, Location, str], DriveGateError]) -> Node:
+def load_yaml(
+    path: str, text: str, error: Callable[[str, Location, str], DriveGateError],
+    collector: ErrorCollector | None = None,
+) -> Node:
     """Parse ``text`` (the content of ``path``) into a Node tree.
 
-    ``error(code, location, message)`` builds the caller's error type; every problem is
-    raised as one ``LoadError`` (a YAML syntax error stops parsing, so there is one).
+    ``error(code, location, message)`` builds the caller's error type.  A syntax error
+    stops parsing and is raised as a ``LoadError``; other problems (duplicate keys) go to
+    ``collector`` when given, so the caller reports them with its own, else are raised.
     """
     errors = ErrorCollector()
     try:
@@ -86,7 +90,7 @@ def load_yaml(path: str, text: str, error: Callable[[str, Location, str], DriveG
         errors.add(error("empty-file", Location(file=path, line=1, col=1), "the file is empty"))
         errors.raise_if_any()
     constructor = yaml.SafeLoader("")
-    node = _convert(path, root, constructor, errors, error)
+    node = _convert(path, root, constructor, collector if collector is not None else errors, error)
     errors.raise_if_any()
     return node
 

@@ -96,8 +96,8 @@ def load_profile(path: str | Path) -> VehicleProfile:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LoadError([ProfileError(f"cannot read the profile: {exc}", Location(file=name), code="unreadable")]) from exc
-    root = load_yaml(name, text, _make_error)
     check = Checker(_make_error)
+    root = load_yaml(name, text, _make_error, check.errors)
     if not check.mapping(root, "the profile", PROFILE_KEYS, ("dbc", "signals")):
         check.errors.raise_if_any()
     dbc_node = root.value.get("dbc")

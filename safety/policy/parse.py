@@ -48,8 +48,8 @@ def _make_error(code: str, loc: Location, message: str) -> PolicyError:
 
 def parse_policy_text(path: str, text: str) -> PolicyDoc:
     """Parse policy ``text`` read from ``path``; raise LoadError with every problem found."""
-    root = load_yaml(path, text, _make_error)
     check = Checker(_make_error)
+    root = load_yaml(path, text, _make_error, check.errors)
     doc = _parse_doc(path, root, check)
     check.errors.raise_if_any()
     assert doc is not None
@@ -275,7 +275,8 @@ def _parse_rule(node: Node, what: str, check: Checker, fields: dict[str, FieldSp
 def _parse_constraints(node: Node, what: str, outcome: str, check: Checker) -> dict[str, Any]:
     allowed = CONSTRAINT_KEYS[outcome]
     if not allowed:
-        check.error("bad-constraint", node.loc, f"{what}: an {outcome} rule takes no constraints")
+        check.error("bad-constraint", node.loc, f"{what}: an {outcome} rule takes no constraints"
+                    if outcome == "allow" else f"{what}: a {outcome} rule takes no constraints")
         return {}
     if not check.mapping(node, f"{what}.constraints", allowed):
         return {}
@@ -349,8 +350,6 @@ def _parse_test(spec: FieldSpec, node: Node, what: str, loc: Location, check: Ch
         return _make_test(spec, "in", node, what, loc, check)
     if not node.is_map:
         return _make_test(spec, "eq", node, what, loc, check)
-    if not check.mapping(node, what, spec.operators):
-        return None
     if not node.value:
         check.error("expected-type", node.loc, f"{what} must name at least one operator: {', '.join(spec.operators)}")
         return None

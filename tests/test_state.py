@@ -1,0 +1,157 @@
+"""Vehicle state: staleness, fail closed, hysteresis, plausibility (the tracker itself)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from safety.state import StateConfig, Trigger, VehicleState
+
+AGES = {"speed": 0.3, "gear": 0.3, "steering_angle": 0.05}
+CONFIG = StateConfig(
+    standstill_on=0.5, standstill_off=2.0,
+    triggers=(Trigger("steering_angle", 90.0, 45.0, use_abs=True), Trigger("gear", values=frozenset({"R"}))),
+    hold_s=1.0, bands=(("crawl", 10.0), ("city", 60.0), ("highway", float("inf"))), band_hysteresis=2.0,
+)
+
+
+def tracker() -> VehicleState:
+    return VehicleState(AGES, CONFIG)
+
+
+def drive(state: VehicleState, t: float, speed: float, gear: str = "D", angle: float = 0.0) -> None:
+    state.update("speed", speed, t)
+    state.update("gear", gear, t)
+    state.update("steering_angle", angle, t)
+
+
+def test_never_received_is_unknown() -> None:
+    snap = tracker().snapshot(5.0)
+    assert (snap.driving_state, snap.workload) == ("unknown", "unknown")
+    assert snap.unknown["speed"] == "never received"
+
+
+def test_staleness_by_max_age() -> None:
+    s = tracker()
+    drive(s, 1.0, 50.0)
+    assert s.snapshot(1.04).driving_state == "moving"
+    late = s.snapshot(1.31)
+    assert late.driving_state == "unknown"
+    assert late.unknown["speed"] == "stale: last frame 0.310 s ago (max 0.300 s)"
+    assert late.values["speed"] is None
+    assert s.snapshot(1.06).workload == "unknown"  # steering angle stale after 50 ms
+
+
+def test_parked_stationary_moving() -> None:
+    s = tracker()
+    drive(s, 0.0, 0.0, "P")
+    assert s.snapshot().driving_state == "parked"
+    drive(s, 0.1, 0.0, "D")
+    assert s.snapshot().driving_state == "stationary"
+    drive(s, 0.2, 1.5, "D")  # creeping below the exit threshold: still standing
+    assert s.snapshot().driving_state == "stationary"
+    drive(s, 0.3, 2.5, "D")
+    assert s.snapshot().driving_state == "moving"
+    drive(s, 0.4, 1.0, "D")  # above the entry threshold: still moving
+    assert s.snapshot().driving_state == "moving"
+    drive(s, 0.5, 0.3, "D")
+    assert s.snapshot().driving_state == "stationary"
+
+
+def test_starting_between_thresholds_counts_as_moving() -> None:
+    s = tracker()
+    drive(s, 0.0, 1.0, "D")
+    assert s.snapshot().driving_state == "moving"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.6, max_value=1.99), min_size=2, max_size=60))
+def test_no_flapping_between_thresholds(speeds: list[float]) -> None:
+    """A speed hovering between the two thresholds never changes the driving state."""
+    s = tracker()
+    drive(s, 0.0, 0.0, "D")  # standing
+    for i, v in enumerate(speeds, start=1):
+        drive(s, i * 0.02, v, "D")
+        assert s.snapshot().driving_state == "stationary"
+    s2 = tracker()
+    drive(s2, 0.0, 2.5, "D")  # moving
+    for i, v in enumerate(speeds, start=1):
+        drive(s2, i * 0.02, v, "D")
+        assert s2.snapshot().driving_state == "moving"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=46.0, max_value=89.9), min_size=1, max_size=60))
+def test_workload_hysteresis_holds(angles: list[float]) -> None:
+    s = tracker()
+    drive(s, 0.0, 30.0, "D", 46.0)
+    for i, a in enumerate(angles, start=1):
+        drive(s, i * 0.04, 30.0, "D", a)
+        assert s.snapshot().workload == "low"  # never reached the entry threshold
+    t = len(angles) * 0.04
+    for a in (-60.0, -95.0):  # abs: either direction
+        t += 0.04
+        drive(s, t, 30.0, "D", a)
+    assert s.snapshot().workload == "high"
+    for i, a in enumerate(angles, start=1):
+        drive(s, t + i * 0.04, 30.0, "D", -a)
+        assert s.snapshot().workload == "high"  # not released above the exit threshold
+
+
+def test_workload_hold_time_and_reverse() -> None:
+    s = tracker()
+    drive(s, 0.0, 5.0, "R")
+    assert s.snapshot().workload == "high"
+    drive(s, 0.02, 5.0, "D")
+    assert s.snapshot(0.03).workload == "high"  # held for 1 s after leaving R
+    for i in range(1, 60):
+        drive(s, 0.02 + i * 0.02, 5.0, "D")
+    assert s.snapshot().workload == "low"
+
+
+def test_speed_bands_with_hysteresis() -> None:
+    s = tracker()
+    t = 0.0
+    seen = []
+    for v in (5, 9.9, 10, 9, 8.5, 7.9, 20, 35, 50, 59, 60, 58.5, 57.9, 70):
+        t += 0.25
+        drive(s, t, float(v))
+        seen.append(s.snapshot().values["speed_band"])
+    assert seen == ["crawl", "crawl", "city", "city", "city", "crawl", "city", "city", "city", "city",
+                    "highway", "highway", "city", "highway"]
+
+
+def test_implausible_jump_is_unknown_until_plausible_again() -> None:
+    s = tracker()
+    drive(s, 0.0, 55.3)
+    s.update("speed", 59.6, 0.025)  # 4.3 km/h in 25 ms: about 5 g
+    snap = s.snapshot()
+    assert snap.values["speed"] is None
+    assert snap.unknown["speed"] == "implausible jump 55.3 -> 59.6 km/h in 0.025 s"
+    assert s.counters.implausible == {"speed": 1}
+    s.update("speed", 55.4, 0.05)
+    assert s.snapshot().values["speed"] == 55.4
+
+
+def test_out_of_physical_range_is_implausible() -> None:
+    s = tracker()
+    s.update("speed", 900.0, 0.0)
+    assert s.snapshot().values["speed"] is None
+    assert s.snapshot().unknown["speed"] == "implausible value 900 km/h (outside -60..400)"
+
+
+def test_real_step_reanchors() -> None:
+    """Three consistent samples after a step are believed: a signal is not unknown forever."""
+    s = tracker()
+    drive(s, 0.0, 10.0)
+    for i, t in enumerate((0.01, 0.02, 0.03)):
+        s.update("speed", 80.0, t)
+        assert (s.snapshot().values["speed"] is None) == (i < 2)
+
+
+def test_derived_rate_from_angle() -> None:
+    s = tracker()
+    for i in range(30):
+        s.update("steering_angle", i * 3.0, i * 0.01)  # 300 deg/s
+    rate = s.snapshot().values["steering_rate"]
+    assert rate is not None and abs(rate - 300.0) < 1e-6
