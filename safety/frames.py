@@ -19,6 +19,8 @@ from .profile import SignalSource, VehicleProfile, raw_validity
 Sink = Callable[..., None]
 Converter = Callable[[tuple[Any, ...]], tuple[Any, bool]]
 _MISSING = object()
+# A multiplexed signal absent from this frame's page: no sample at all (not an unknown one).
+NOT_IN_FRAME = object()
 # Decoded floats carry binary noise (45.790000000000006): compare ranges with slack.
 _RANGE_SLACK = 1e-9
 
@@ -53,7 +55,8 @@ class FrameDecoder:
                 if bus is not None and channel is not None and channel != bus:
                     continue
                 value, invalid = convert(raws)
-                sink(name, value, t, invalid=invalid)
+                if value is not NOT_IN_FRAME:
+                    sink(name, value, t, invalid=invalid)
 
         handle.is_extended = is_extended  # type: ignore[attr-defined]
         return handle
@@ -70,6 +73,7 @@ class FrameDecoder:
 def _converter(src: SignalSource, message: Any, names: list[str]) -> Converter:
     signals = {s.name: s for s in message.signals}
     parts = []
+    multiplexed = any(signals[name].multiplexer_ids for name in src.signals)
     for name in src.signals:
         sig = signals[name]
         invalid_raw, low, high = raw_validity(sig)
@@ -83,6 +87,8 @@ def _converter(src: SignalSource, message: Any, names: list[str]) -> Converter:
 
         def convert_enum(raws: tuple[Any, ...]) -> tuple[Any, bool]:
             raw = raws[index]
+            if raw is None and multiplexed:
+                return NOT_IN_FRAME, False
             if raw is None or raw in invalid_raw:
                 return None, True
             value = value_map.get(raw, _MISSING)
@@ -108,6 +114,8 @@ def _converter(src: SignalSource, message: Any, names: list[str]) -> Converter:
         only = parts[0]
 
         def convert_one(raws: tuple[Any, ...]) -> tuple[Any, bool]:
+            if multiplexed and raws[only[0]] is None:
+                return NOT_IN_FRAME, False
             value = physical(raws, only)
             if value is None:
                 return None, True
@@ -116,6 +124,8 @@ def _converter(src: SignalSource, message: Any, names: list[str]) -> Converter:
         return convert_one
 
     def convert_many(raws: tuple[Any, ...]) -> tuple[Any, bool]:
+        if multiplexed and any(raws[part[0]] is None for part in parts):
+            return NOT_IN_FRAME, False
         values = [physical(raws, part) for part in parts]
         if any(v is None for v in values):
             return None, True
