@@ -63,7 +63,9 @@ def _mark_loc(file: str, mark: Any) -> Location:
 
 
 def load_yaml(
-    path: str, text: str, error: Callable[[str, Location, str], DriveGateError],
+    path: str,
+    text: str,
+    error: Callable[[str, Location, str], DriveGateError],
     collector: ErrorCollector | None = None,
 ) -> Node:
     """Parse ``text`` (the content of ``path``) into a Node tree.
@@ -119,9 +121,7 @@ def _convert(
             key_text = str(key)
             if key_text in values:
                 first = key_locs[key_text]
-                errors.add(
-                    error("duplicate-key", key_loc, f"duplicate key '{key_text}' (first at line {first.line})")
-                )
+                errors.add(error("duplicate-key", key_loc, f"duplicate key '{key_text}' (first at line {first.line})"))
                 continue
             key_locs[key_text] = key_loc
             child = _convert(path, value_node, constructor, errors, error)
@@ -131,7 +131,6 @@ def _convert(
     if isinstance(ynode, yaml.SequenceNode):
         return Node([_convert(path, item, constructor, errors, error) for item in ynode.value], loc)
     return Node(constructor.construct_object(ynode), loc)
-
 
 
 class Checker:
@@ -144,9 +143,7 @@ class Checker:
     def error(self, code: str, loc: Location, message: str) -> None:
         self.errors.add(self.make(code, loc, message))
 
-    def mapping(
-        self, node: Node, what: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()
-    ) -> bool:
+    def mapping(self, node: Node, what: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> bool:
         """Check that ``node`` is a mapping with only ``allowed`` keys and every ``required`` one."""
         if not node.is_map:
             self.error("expected-type", node.loc, f"{what} must be a mapping, got {_describe(node)}")
@@ -154,7 +151,8 @@ class Checker:
         for key in node.value:
             if key not in allowed:
                 self.error(
-                    "unknown-key", node.key_loc(key),
+                    "unknown-key",
+                    node.key_loc(key),
                     f"unknown key '{key}' in {what}; expected one of: {', '.join(sorted(allowed))}",
                 )
         for key in required:
@@ -191,7 +189,8 @@ class Checker:
         if isinstance(node.value, str) and node.value in choices:
             return node.value
         self.error(
-            "unknown-value", node.loc,
+            "unknown-value",
+            node.loc,
             f"{what} must be one of: {', '.join(choices)}; got {_describe(node)}",
         )
         return None

@@ -24,11 +24,13 @@ DEFAULT_POLICY = ROOT / "policies" / "default.yaml"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="drivegate", description="DriveGate: driver-distraction safety policy engine.",
+        prog="drivegate",
+        description="DriveGate: driver-distraction safety policy engine.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     rp = sub.add_parser(
-        "replay", help="replay a recorded CAN log through the engine and print the decision timeline",
+        "replay",
+        help="replay a recorded CAN log through the engine and print the decision timeline",
         description="Replay a CAN log (candump .log, .asc, .blf, .trc, .csv, .mf4, or gzipped) "
         "and write a JSONL timeline of states and probe decisions.",
     )
@@ -37,12 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--policy", required=True, help="policy file (YAML)")
     rp.add_argument("--probes", help="YAML list of requests (each with an id) to decide along the drive")
     rp.add_argument("--out", help="write the timeline here (default: stdout)")
-    rp.add_argument("--sample-every", type=float, metavar="SECONDS",
-                    help="also write a line every SECONDS of log time")
-    rp.add_argument("--virtual", action="store_true",
-                    help="play the log onto a python-can virtual bus and listen on it, as in the car")
-    rp.add_argument("--speed", type=float, default=1.0,
-                    help="with --virtual: playback speed (1 = real time, 10 = ten times faster, 0 = as fast as possible)")
+    rp.add_argument("--sample-every", type=float, metavar="SECONDS", help="also write a line every SECONDS of log time")
+    rp.add_argument(
+        "--virtual",
+        action="store_true",
+        help="play the log onto a python-can virtual bus and listen on it, as in the car",
+    )
+    rp.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="with --virtual: playback speed (1 = real time, 10 = ten times faster, 0 = as fast as possible)",
+    )
     sub.add_parser("demo", help="drive the demo sedan on a virtual bus and show the decisions changing")
     return parser
 
@@ -72,7 +80,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     probes: list[dict[str, Any]] = load_probes(args.probes) if args.probes else [dict(p) for p in BUILTIN_PROBES]
     out: TextIO
-    with (open(args.out, "w", encoding="utf-8") if args.out else _stdout()) as out:
+    with open(args.out, "w", encoding="utf-8") if args.out else _stdout() as out:
         if args.virtual:
             summary = replay_virtual(engine, args.log, probes, out, args.sample_every, args.speed)
         else:

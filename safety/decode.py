@@ -148,9 +148,7 @@ class _Extraction:
 class _ReaderBuilder:
     """Writes the source text of one reader and compiles it."""
 
-    def __init__(
-        self, message: Any, by_name: dict[str, Any], *, scaled: bool, frame: str, dbc_file: str
-    ) -> None:
+    def __init__(self, message: Any, by_name: dict[str, Any], *, scaled: bool, frame: str, dbc_file: str) -> None:
         self.message = message
         self.by_name = by_name
         self.scaled = scaled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from .logs import Frame
 from .replay import BUILTIN_PROBES, Timeline, VirtualPlayer
 
 # The drive lasts about 136 s; four times real time shows it in about 35 s.
-DEMO_SPEED = 4.0
+# DRIVEGATE_DEMO_SPEED overrides it (tests run the demo much faster).
+DEMO_SPEED = float(os.environ.get("DRIVEGATE_DEMO_SPEED", "4"))
 SHOWN = ("message-text", "read-aloud", "video", "keyboard", "list", "critical-call")
 SHORT = {"allow": "allow", "deny": "DENY", "defer": "defer", "degrade": "degr."}
 
@@ -20,10 +22,13 @@ SHORT = {"allow": "allow", "deny": "DENY", "defer": "defer", "degrade": "degr."}
 def run_demo(vehicle: Path, policy: Path, speed: float = DEMO_SPEED) -> int:
     engine = Engine.load(vehicle, policy)
     start = 0.0
-    print(f"DriveGate demo: {engine.profile.name} on a virtual CAN bus, policy '{engine.policy.name}' "
-          f"({engine.policy.hash}); the {drive_duration():.0f} s drive at {speed:g}x real time.")
+    print(
+        f"DriveGate demo: {engine.profile.name} on a virtual CAN bus, policy '{engine.policy.name}' "
+        f"({engine.policy.hash}); the {drive_duration():.0f} s drive at {speed:g}x real time."
+    )
     header = f"{'t (s)':>6}  {'phase':<22} {'km/h':>6} {'gear':>4} {'angle':>6}  {'state':<10} {'load':<5} " + " ".join(
-        f"{name[:9]:>9}" for name in SHOWN)
+        f"{name[:9]:>9}" for name in SHOWN
+    )
     print(header)
     print("-" * len(header))
 
@@ -32,14 +37,17 @@ def run_demo(vehicle: Path, policy: Path, speed: float = DEMO_SPEED) -> int:
         speed_text = "-" if line["speed"] is None else f"{line['speed']:.1f}"
         angle = "-" if line["steering_angle"] is None else f"{line['steering_angle']:.0f}"
         decisions = " ".join(f"{SHORT[line['decisions'][name]]:>9}" for name in SHOWN)
-        print(f"{t:6.1f}  {phase_at(t):<22} {speed_text:>6} {line['gear'] or '-':>4} {angle:>6}  "
-              f"{line['driving_state'] or 'UNKNOWN':<10} {line['workload'] or '?':<5} {decisions}", flush=True)
+        print(
+            f"{t:6.1f}  {phase_at(t):<22} {speed_text:>6} {line['gear'] or '-':>4} {angle:>6}  "
+            f"{line['driving_state'] or 'UNKNOWN':<10} {line['workload'] or '?':<5} {decisions}",
+            flush=True,
+        )
 
     frames = (
-        Frame(m.timestamp, m.arbitration_id, m.is_extended_id, bytes(m.data), m.channel)
+        Frame(m.timestamp, m.arbitration_id, m.is_extended_id, bytes(m.data), str(m.channel))
         for m in scripted_drive(start_time=start)
     )
-    timeline = Timeline(engine, BUILTIN_PROBES, None, on_line=show)
+    timeline = Timeline(engine, BUILTIN_PROBES, None, sample_every=10.0, on_line=show)
     player = VirtualPlayer(frames, timeline.channel, speed)
     try:
         player.start()
@@ -53,5 +61,9 @@ def run_demo(vehicle: Path, policy: Path, speed: float = DEMO_SPEED) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_demo(Path(__file__).resolve().parents[1] / "dbc" / "demo_sedan.yaml",
-                      Path(__file__).resolve().parents[1] / "policies" / "default.yaml"))
+    sys.exit(
+        run_demo(
+            Path(__file__).resolve().parents[1] / "dbc" / "demo_sedan.yaml",
+            Path(__file__).resolve().parents[1] / "policies" / "default.yaml",
+        )
+    )

@@ -130,9 +130,7 @@ class Phase:
         for when, _angle in self.steering:
             # A knot at the phase start would be a jump from the previous phase's angle.
             if not previous < when <= self.duration_s:
-                raise ValueError(
-                    f"{where}: steering knot times must increase within (0, duration_s], got {when}"
-                )
+                raise ValueError(f"{where}: steering knot times must increase within (0, duration_s], got {when}")
             previous = when
         if self.gear in ("P", "N") and self.speed_kmh > 0:
             raise ValueError(f"{where}: cannot drive at {self.speed_kmh} km/h in {self.gear}")
@@ -146,27 +144,55 @@ class Phase:
 DEMO_PHASES: Final[tuple[Phase, ...]] = (
     Phase("parked", 8.0, gear="P", parking_brake=True),
     # Foot on the brake, parking brake released, shift to D; pull out from the kerb.
-    Phase("pulling out", 14.0, speed_kmh=45.0, accel_mps2=1.8, hold_s=1.5,
-          steering=((3.0, 18.0), (6.0, 18.0), (9.0, -6.0), (11.0, 0.0))),
-    Phase("city driving", 12.0, speed_kmh=45.0, weave_deg=12.0, weave_period_s=7.0,
-          steering=((3.5, -10.0), (8.0, 8.0), (11.5, 0.0))),
+    Phase(
+        "pulling out",
+        14.0,
+        speed_kmh=45.0,
+        accel_mps2=1.8,
+        hold_s=1.5,
+        steering=((3.0, 18.0), (6.0, 18.0), (9.0, -6.0), (11.0, 0.0)),
+    ),
+    Phase(
+        "city driving",
+        12.0,
+        speed_kmh=45.0,
+        weave_deg=12.0,
+        weave_period_s=7.0,
+        steering=((3.5, -10.0), (8.0, 8.0), (11.5, 0.0)),
+    ),
     Phase("braking for red light", 10.0, speed_kmh=0.0, accel_mps2=2.0),
     Phase("waiting at red light", 10.0, speed_kmh=0.0),
     Phase("pulling away", 6.0, speed_kmh=15.0, accel_mps2=1.5, hold_s=0.5, turn_signal="left"),
     # A 90-degree left turn at 15 km/h: ~250 deg of wheel at up to ~245 deg/s.
-    Phase("sharp left turn", 6.0, speed_kmh=15.0, turn_signal="left",
-          steering=((0.4, 0.0), (2.0, 250.0), (3.5, 250.0), (5.5, 0.0))),
-    Phase("highway on-ramp", 16.0, speed_kmh=115.0, accel_mps2=2.8,
-          steering=((4.0, -8.0), (8.0, -8.0), (12.0, 0.0))),
+    Phase(
+        "sharp left turn",
+        6.0,
+        speed_kmh=15.0,
+        turn_signal="left",
+        steering=((0.4, 0.0), (2.0, 250.0), (3.5, 250.0), (5.5, 0.0)),
+    ),
+    Phase("highway on-ramp", 16.0, speed_kmh=115.0, accel_mps2=2.8, steering=((4.0, -8.0), (8.0, -8.0), (12.0, 0.0))),
     Phase("highway cruise", 14.0, speed_kmh=115.0, weave_deg=3.0, weave_period_s=5.0),
-    Phase("slowing down", 15.0, speed_kmh=30.0, accel_mps2=2.5, turn_signal="right",
-          steering=((5.0, -15.0), (10.0, -15.0), (14.0, 0.0))),
+    Phase(
+        "slowing down",
+        15.0,
+        speed_kmh=30.0,
+        accel_mps2=2.5,
+        turn_signal="right",
+        steering=((5.0, -15.0), (10.0, -15.0), (14.0, 0.0)),
+    ),
     Phase("stopping", 7.0, speed_kmh=0.0, accel_mps2=2.0),
     # Shift to R and reverse into a parking spot with the wheel near full lock.
-    Phase("reversing into spot", 9.0, speed_kmh=6.0, gear="R", accel_mps2=0.8, hold_s=1.5,
-          steering=((2.0, 0.0), (4.0, -320.0), (6.5, -320.0), (8.5, -40.0))),
-    Phase("stopping in spot", 4.0, speed_kmh=0.0, gear="R", accel_mps2=1.0,
-          steering=((3.0, 0.0),)),
+    Phase(
+        "reversing into spot",
+        9.0,
+        speed_kmh=6.0,
+        gear="R",
+        accel_mps2=0.8,
+        hold_s=1.5,
+        steering=((2.0, 0.0), (4.0, -320.0), (6.5, -320.0), (8.5, -40.0)),
+    ),
+    Phase("stopping in spot", 4.0, speed_kmh=0.0, gear="R", accel_mps2=1.0, steering=((3.0, 0.0),)),
     Phase("parked again", 5.0, gear="P", parking_brake=True),
 )
 
@@ -564,8 +590,10 @@ def _check_layout(db: Database, dbc_file: str) -> dict[str, float]:
         if name not in _PROTECTED:
             continue
         counter, checksum = (message.get_signal_by_name(s) for s in _PROTECTED[name])
-        expected = {counter.name: (8 * _COUNTER_BYTE, 8 * _COUNTER_BYTE + 3),
-                    checksum.name: (8 * _CHECKSUM_BYTE, 8 * _CHECKSUM_BYTE + 7)}
+        expected = {
+            counter.name: (8 * _COUNTER_BYTE, 8 * _COUNTER_BYTE + 3),
+            checksum.name: (8 * _CHECKSUM_BYTE, 8 * _CHECKSUM_BYTE + 7),
+        }
         for signal in (counter, checksum):
             if _signal_bits(signal) != expected[signal.name] or message.length != 8:
                 raise DbcError(
@@ -677,9 +705,7 @@ def scripted_drive(
     """
     if db is None:
         db = load_demo_dbc()
-    for timestamp, frame_id, data in drive_frames(
-        db, start_time=start_time, phases=phases, seed=seed, repeat=repeat
-    ):
+    for timestamp, frame_id, data in drive_frames(db, start_time=start_time, phases=phases, seed=seed, repeat=repeat):
         yield can.Message(
             timestamp=timestamp,
             arbitration_id=frame_id,

@@ -42,8 +42,10 @@ class Engine:
         self.policy = policy
         self._lock = threading.Lock()
         self._state = VehicleState(
-            profile.max_ages(), policy.state_config,
-            watch=policy.thresholds, watch_values=policy.watched_values,
+            profile.max_ages(),
+            policy.state_config,
+            watch=policy.thresholds,
+            watch_values=policy.watched_values,
         )
         self._decoder = FrameDecoder(profile, self._state.update)
         self._evaluator = Evaluator(policy)
@@ -99,27 +101,44 @@ class Engine:
             values, state_time = self._values(now)
             if problem is not None:
                 return Decision(
-                    Outcome.DENY, (INVALID_REQUEST_RULE,), f"invalid request: {problem.message}",
-                    {"field": problem.location.field}, self.policy.hash, state_time, request_id,
+                    Outcome.DENY,
+                    (INVALID_REQUEST_RULE,),
+                    f"invalid request: {problem.message}",
+                    {"field": problem.location.field},
+                    self.policy.hash,
+                    state_time,
+                    request_id,
                 )
             if explain:
                 trace: list[RuleTrace] = []
                 verdict = self._evaluator.evaluate(values, request, trace)
                 shown = {True: "holds", False: "does not hold", None: "unknown (may hold)"}
-                lines = [f"{t.rule}: {shown[t.result]} -> {t.outcome.value}{' (exception)' if t.exception else ''}"
-                         for t in trace]
+                lines = [
+                    f"{t.rule}: {shown[t.result]} -> {t.outcome.value}{' (exception)' if t.exception else ''}"
+                    for t in trace
+                ]
                 reason = verdict.reason + "\n" + "\n".join(lines)
             else:
                 verdict = self._evaluator.verdict(values, request)
                 reason = verdict.reason
             return Decision(
-                verdict.outcome, verdict.rules, reason, verdict.constraints,
-                self.policy.hash, state_time, request_id,
+                verdict.outcome,
+                verdict.rules,
+                reason,
+                verdict.constraints,
+                self.policy.hash,
+                state_time,
+                request_id,
             )
         except Exception as exc:  # fail closed: an error while deciding is never an allow
             return Decision(
-                Outcome.DENY, (INTERNAL_ERROR_RULE,), f"internal error while deciding ({exc!r}); denied",
-                {}, self.policy.hash, None, request_id,
+                Outcome.DENY,
+                (INTERNAL_ERROR_RULE,),
+                f"internal error while deciding ({exc!r}); denied",
+                {},
+                self.policy.hash,
+                None,
+                request_id,
             )
 
     def _values(self, now: float | None) -> tuple[Mapping[str, Any], float | None]:

@@ -113,15 +113,20 @@ class Evaluator:
             verdict = self._evaluate_worlds(state, request, unknown_state, unknown_request, trace)
         if unknown_state:
             verdict = Verdict(
-                verdict.outcome, verdict.rules,
+                verdict.outcome,
+                verdict.rules,
                 f"{verdict.reason} [unknown: {', '.join(unknown_state)}; treated as the most demanding driving]",
                 verdict.constraints,
             )
         return verdict
 
     def _evaluate_worlds(
-        self, state: Mapping[str, Any], request: Mapping[str, Any],
-        unknown_state: list[str], unknown_request: list[str], trace: list[RuleTrace] | None,
+        self,
+        state: Mapping[str, Any],
+        request: Mapping[str, Any],
+        unknown_state: list[str],
+        unknown_request: list[str],
+        trace: list[RuleTrace] | None,
     ) -> Verdict:
         """The most restrictive verdict over every value the unknown fields could take."""
         reps = self.policy.representatives

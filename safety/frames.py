@@ -44,8 +44,11 @@ class FrameDecoder:
             self.handlers[frame_id] = self._handler(reader, converters, sink, is_extended)
 
     def _handler(
-        self, reader: Callable[[bytes], tuple[Any, ...]],
-        converters: list[tuple[str, str | None, Converter]], sink: Sink, is_extended: bool,
+        self,
+        reader: Callable[[bytes], tuple[Any, ...]],
+        converters: list[tuple[str, str | None, Converter]],
+        sink: Sink,
+        is_extended: bool,
     ) -> Callable[[float, bytes, str | None], None]:
         def handle(t: float, data: bytes, channel: str | None) -> None:
             raws = reader(data)
@@ -68,6 +71,13 @@ class FrameDecoder:
             return False
         handler(t, data, channel)
         return True
+
+
+def _mean(values: list[Any]) -> Any:
+    return sum(values) / len(values)
+
+
+_COMBINE: dict[str, Callable[[list[Any]], Any]] = {"sum": sum, "min": min, "max": max, "mean": _mean}
 
 
 def _converter(src: SignalSource, message: Any, names: list[str]) -> Converter:
@@ -106,7 +116,7 @@ def _converter(src: SignalSource, message: Any, names: list[str]) -> Converter:
             return None
         return value
 
-    combine = {"sum": sum, "min": min, "max": max, "mean": lambda xs: sum(xs) / len(xs)}[src.combine]
+    combine = _COMBINE[src.combine]
     scale, offset, sign = src.scale, src.offset, (-1.0 if src.invert else 1.0)
     identity = scale == 1.0 and offset == 0.0 and not src.invert
 

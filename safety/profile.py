@@ -18,7 +18,7 @@ import cantools
 
 from ._yamlsrc import Checker, Node, load_yaml
 from .decode import frame_label, signal_value_range
-from .errors import DbcError, Location, LoadError, ProfileError
+from .errors import DbcError, LoadError, Location, ProfileError
 from .signals import CANONICAL_SIGNALS, REQUIRED_SIGNALS
 
 PROFILE_KEYS = ("dbc", "signals", "name", "description")
@@ -32,6 +32,7 @@ INVALID_CHOICE = re.compile(
 )
 # Without a max_age_ms in the profile, a signal is stale after this many DBC cycle times.
 CYCLES_UNTIL_STALE = 3
+MIN_DEFAULT_AGE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def load_profile(path: str | Path) -> VehicleProfile:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise LoadError([ProfileError(f"cannot read the profile: {exc}", Location(file=name), code="unreadable")]) from exc
+        raise LoadError(
+            [ProfileError(f"cannot read the profile: {exc}", Location(file=name), code="unreadable")]
+        ) from exc
     check = Checker(_make_error)
     root = load_yaml(name, text, _make_error, check.errors)
     if not check.mapping(root, "the profile", PROFILE_KEYS, ("dbc", "signals")):
@@ -128,14 +131,18 @@ def load_profile(path: str | Path) -> VehicleProfile:
         for required in REQUIRED_SIGNALS:
             if required not in signals_node.value:
                 check.error(
-                    "missing-signal", signals_node.loc,
+                    "missing-signal",
+                    signals_node.loc,
                     f"the profile must map the required signal '{required}' "
                     f"({CANONICAL_SIGNALS[required].description})",
                 )
     title = root.value.get("name")
     check.errors.raise_if_any()
     return VehicleProfile(
-        file=name, dbc_file=str(dbc_path), database=database, sources=sources,
+        file=name,
+        dbc_file=str(dbc_path),
+        database=database,
+        sources=sources,
         name=str(title.value) if title is not None else Path(name).stem,
     )
 
@@ -191,8 +198,9 @@ def _parse_source(canonical: str, node: Node, database: Any, dbc_name: str, chec
         if text and text not in known:
             close = difflib.get_close_matches(text, list(known), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            check.error("unknown-signal", name_node.loc,
-                        f"{what}: message '{message.name}' has no signal '{text}'{hint}")
+            check.error(
+                "unknown-signal", name_node.loc, f"{what}: message '{message.name}' has no signal '{text}'{hint}"
+            )
             return None
     if not all(names):
         return None
@@ -208,8 +216,11 @@ def _parse_source(canonical: str, node: Node, database: Any, dbc_name: str, chec
     value_map = None
     if spec.kind != "number":
         if "map" not in v:
-            check.error("missing-key", node.loc,
-                        f"{what}: '{canonical}' takes the values {_values_text(spec)}; give a 'map' from DBC values")
+            check.error(
+                "missing-key",
+                node.loc,
+                f"{what}: '{canonical}' takes the values {_values_text(spec)}; give a 'map' from DBC values",
+            )
             return None
         if len(names) > 1:
             check.error("bad-map", node.loc, f"{what}: a mapped signal must be a single DBC signal")
@@ -226,9 +237,19 @@ def _parse_source(canonical: str, node: Node, database: Any, dbc_name: str, chec
     if max_age is None or scale is None or offset is None:
         return None
     return SignalSource(
-        name=canonical, frame_id=message.frame_id, is_extended=message.is_extended_frame, message=message.name,
-        signals=tuple(names), combine=combine, scale=scale, offset=offset, invert=invert,
-        value_map=value_map, max_age=max_age, bus=bus, loc=node.loc,
+        name=canonical,
+        frame_id=message.frame_id,
+        is_extended=message.is_extended_frame,
+        message=message.name,
+        signals=tuple(names),
+        combine=combine,
+        scale=scale,
+        offset=offset,
+        invert=invert,
+        value_map=value_map,
+        max_age=max_age,
+        bus=bus,
+        loc=node.loc,
     )
 
 
@@ -238,7 +259,9 @@ def _values_text(spec: Any) -> str:
 
 def _parse_map(node: Node, signal: Any, spec: Any, what: str, check: Checker) -> dict[int, Any] | None:
     if not node.is_map or not node.value:
-        check.error("expected-type", node.loc, f"{what}.map must be a non-empty mapping of DBC value -> canonical value")
+        check.error(
+            "expected-type", node.loc, f"{what}.map must be a non-empty mapping of DBC value -> canonical value"
+        )
         return None
     choices = {str(name): int(raw) for raw, name in (signal.choices or {}).items()}
     allowed: tuple[Any, ...] = (False, True) if spec.kind == "bool" else spec.values
@@ -252,14 +275,20 @@ def _parse_map(node: Node, signal: Any, spec: Any, what: str, check: Checker) ->
             raw = choices[str(key)]
         else:
             names = ", ".join(choices) if choices else "none (use raw integers)"
-            check.error("bad-map", node.key_loc(text),
-                        f"{what}.map: '{text}' is not a value of DBC signal '{signal.name}'; its named values: {names}")
+            check.error(
+                "bad-map",
+                node.key_loc(text),
+                f"{what}.map: '{text}' is not a value of DBC signal '{signal.name}'; its named values: {names}",
+            )
             ok = False
             continue
         value = target.value
         if isinstance(value, bool) != (spec.kind == "bool") or value not in allowed:
-            check.error("bad-map", target.loc,
-                        f"{what}.map: {text} -> {value!r} is not a canonical value; expected one of: {_values_text(spec)}")
+            check.error(
+                "bad-map",
+                target.loc,
+                f"{what}.map: {text} -> {value!r} is not a canonical value; expected one of: {_values_text(spec)}",
+            )
             ok = False
             continue
         out[raw] = value
@@ -271,9 +300,13 @@ def _max_age(node: Node | None, message: Any, what: str, check: Checker, entry: 
         ms = check.number(node, f"{what}.max_age_ms", minimum=1)
         return None if ms is None else ms / 1000.0
     if message.cycle_time:
-        return CYCLES_UNTIL_STALE * message.cycle_time / 1000.0
-    check.error("missing-key", entry,
-                f"{what}: give max_age_ms; the DBC gives no cycle time (GenMsgCycleTime) for '{message.name}'")
+        # Three cycles, but never under 100 ms: a loaded head unit delays frames by tens of ms.
+        return max(CYCLES_UNTIL_STALE * float(message.cycle_time) / 1000.0, MIN_DEFAULT_AGE_S)
+    check.error(
+        "missing-key",
+        entry,
+        f"{what}: give max_age_ms; the DBC gives no cycle time (GenMsgCycleTime) for '{message.name}'",
+    )
     return None
 
 

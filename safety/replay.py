@@ -22,30 +22,89 @@ import can
 
 from ._yamlsrc import load_yaml
 from .engine import Engine
-from .errors import DriveGateError, Location, LoadError, LogFormatError, RequestError
+from .errors import DriveGateError, LoadError, Location, LogFormatError, RequestError
 from .logs import Frame, read_log
 from .request import validate_request
 
 # A built-in probe set covering every content type (and every modality).
 BUILTIN_PROBES: tuple[dict[str, Any], ...] = (
-    {"id": "message-text", "kind": "notification", "category": "message", "modality": "visual",
-     "content": "text", "priority": "normal", "text_length": 80},
-    {"id": "short-text", "kind": "notification", "category": "calendar", "modality": "visual",
-     "content": "text", "priority": "normal", "text_length": 24},
-    {"id": "read-aloud", "kind": "notification", "category": "message", "modality": "voice",
-     "content": "text", "priority": "normal", "text_length": 80},
-    {"id": "image", "kind": "notification", "category": "message", "modality": "visual",
-     "content": "image", "priority": "normal"},
-    {"id": "video", "kind": "interaction", "category": "media", "modality": "visual",
-     "content": "video", "priority": "low"},
-    {"id": "keyboard", "kind": "interaction", "category": "message", "modality": "manual",
-     "content": "keyboard", "priority": "normal"},
-    {"id": "list", "kind": "interaction", "category": "approval", "modality": "visual",
-     "content": "list", "priority": "normal", "list_items": 12},
-    {"id": "chime", "kind": "notification", "category": "system", "modality": "audio",
-     "content": "none", "priority": "low"},
-    {"id": "critical-call", "kind": "notification", "category": "call", "modality": "visual",
-     "content": "text", "priority": "critical", "text_length": 40},
+    {
+        "id": "message-text",
+        "kind": "notification",
+        "category": "message",
+        "modality": "visual",
+        "content": "text",
+        "priority": "normal",
+        "text_length": 80,
+    },
+    {
+        "id": "short-text",
+        "kind": "notification",
+        "category": "calendar",
+        "modality": "visual",
+        "content": "text",
+        "priority": "normal",
+        "text_length": 24,
+    },
+    {
+        "id": "read-aloud",
+        "kind": "notification",
+        "category": "message",
+        "modality": "voice",
+        "content": "text",
+        "priority": "normal",
+        "text_length": 80,
+    },
+    {
+        "id": "image",
+        "kind": "notification",
+        "category": "message",
+        "modality": "visual",
+        "content": "image",
+        "priority": "normal",
+    },
+    {
+        "id": "video",
+        "kind": "interaction",
+        "category": "media",
+        "modality": "visual",
+        "content": "video",
+        "priority": "low",
+    },
+    {
+        "id": "keyboard",
+        "kind": "interaction",
+        "category": "message",
+        "modality": "manual",
+        "content": "keyboard",
+        "priority": "normal",
+    },
+    {
+        "id": "list",
+        "kind": "interaction",
+        "category": "approval",
+        "modality": "visual",
+        "content": "list",
+        "priority": "normal",
+        "list_items": 12,
+    },
+    {
+        "id": "chime",
+        "kind": "notification",
+        "category": "system",
+        "modality": "audio",
+        "content": "none",
+        "priority": "low",
+    },
+    {
+        "id": "critical-call",
+        "kind": "notification",
+        "category": "call",
+        "modality": "visual",
+        "content": "text",
+        "priority": "critical",
+        "text_length": 40,
+    },
 )
 
 
@@ -116,7 +175,9 @@ class ReplaySummary:
         if self.implausible:
             out.append("implausible samples: " + ", ".join(f"{k} {v}" for k, v in sorted(self.implausible.items())))
         if self.invalid:
-            out.append("invalid (not available) samples: " + ", ".join(f"{k} {v}" for k, v in sorted(self.invalid.items())))
+            out.append(
+                "invalid (not available) samples: " + ", ".join(f"{k} {v}" for k, v in sorted(self.invalid.items()))
+            )
         out.append("outcomes per probe (periods, time):")
         for probe, counts in self.outcome_counts.items():
             seconds = self.outcome_seconds.get(probe, {})
@@ -137,9 +198,15 @@ def profile_channel(engine: Engine) -> str | None:
     """The one CAN channel the profile reads, if its signals name one."""
     buses = {src.bus for src in engine.profile.sources.values() if src.bus is not None}
     if len(buses) > 1:
-        raise LoadError([LogFormatError(
-            f"the profile reads several channels ({', '.join(sorted(buses))}); a replay needs one",
-            Location(file=engine.profile.file), code="several-channels")])
+        raise LoadError(
+            [
+                LogFormatError(
+                    f"the profile reads several channels ({', '.join(sorted(buses))}); a replay needs one",
+                    Location(file=engine.profile.file),
+                    code="several-channels",
+                )
+            ]
+        )
     return buses.pop() if buses else None
 
 
@@ -147,8 +214,12 @@ class Timeline:
     """Runs frames through an engine and writes the JSONL timeline."""
 
     def __init__(
-        self, engine: Engine, probes: Iterable[Mapping[str, Any]], out: TextIO | None,
-        sample_every: float | None = None, on_line: Callable[[dict[str, Any]], None] | None = None,
+        self,
+        engine: Engine,
+        probes: Iterable[Mapping[str, Any]],
+        out: TextIO | None,
+        sample_every: float | None = None,
+        on_line: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.on_line = on_line
         self.engine = engine
@@ -177,7 +248,11 @@ class Timeline:
         for frame in frames:
             read += 1
             t, arbitration_id, _, data, frame_channel, is_error, is_remote = frame
-            if is_error or is_remote or (channel is not None and frame_channel is not None and frame_channel != channel):
+            if (
+                is_error
+                or is_remote
+                or (channel is not None and frame_channel is not None and frame_channel != channel)
+            ):
                 skipped += 1
                 continue
             handler = handlers.get(arbitration_id)
@@ -246,7 +321,10 @@ class Timeline:
 
 
 def replay_file(
-    engine: Engine, log: str | Path, probes: Iterable[Mapping[str, Any]], out: TextIO | None,
+    engine: Engine,
+    log: str | Path,
+    probes: Iterable[Mapping[str, Any]],
+    out: TextIO | None,
     sample_every: float | None = None,
 ) -> ReplaySummary:
     """Replay a log file straight into the engine."""
@@ -256,8 +334,12 @@ def replay_file(
 
 
 def replay_virtual(
-    engine: Engine, log: str | Path, probes: Iterable[Mapping[str, Any]], out: TextIO | None,
-    sample_every: float | None = None, speed: float = 1.0,
+    engine: Engine,
+    log: str | Path,
+    probes: Iterable[Mapping[str, Any]],
+    out: TextIO | None,
+    sample_every: float | None = None,
+    speed: float = 1.0,
 ) -> ReplaySummary:
     """Play a log onto a python-can virtual bus (in real time times ``speed``; 0 = as fast
     as possible) and let the engine listen on that bus, as it would in the car."""
@@ -304,8 +386,10 @@ class VirtualPlayer:
             for frame in self.source:
                 if self.cancel.is_set():
                     return
-                if frame.is_error_frame or frame.is_remote_frame or (
-                    self.channel is not None and frame.channel is not None and frame.channel != self.channel
+                if (
+                    frame.is_error_frame
+                    or frame.is_remote_frame
+                    or (self.channel is not None and frame.channel is not None and frame.channel != self.channel)
                 ):
                     self.skipped += 1
                     continue
@@ -317,11 +401,16 @@ class VirtualPlayer:
                     delay = due - time.monotonic()
                     if delay > 0.001:
                         time.sleep(delay)
-                self.tx.send(can.Message(
-                    timestamp=frame.timestamp, arbitration_id=frame.arbitration_id,
-                    is_extended_id=frame.is_extended_id, data=frame.data, dlc=len(frame.data),
-                    is_fd=len(frame.data) > 8,
-                ))
+                self.tx.send(
+                    can.Message(
+                        timestamp=frame.timestamp,
+                        arbitration_id=frame.arbitration_id,
+                        is_extended_id=frame.is_extended_id,
+                        data=frame.data,
+                        dlc=len(frame.data),
+                        is_fd=len(frame.data) > 8,
+                    )
+                )
         except BaseException as exc:  # surfaced to the caller after the replay
             self.error = exc
         finally:
@@ -339,8 +428,15 @@ class VirtualPlayer:
                         return
                 else:
                     continue
-            yield Frame(msg.timestamp, msg.arbitration_id, msg.is_extended_id, bytes(msg.data), channel,
-                        msg.is_error_frame, msg.is_remote_frame)
+            yield Frame(
+                msg.timestamp,
+                msg.arbitration_id,
+                msg.is_extended_id,
+                bytes(msg.data),
+                channel,
+                msg.is_error_frame,
+                msg.is_remote_frame,
+            )
 
     def stop(self) -> None:
         self.cancel.set()

@@ -42,15 +42,24 @@ class DemoCar:
                 continue
             full[sig.name] = values.get(sig.name, 0)
         data = message.encode(full, strict=False)
-        return can.Message(timestamp=t, arbitration_id=message.frame_id, is_extended_id=False, data=data,
-                           channel="can0")
+        return can.Message(
+            timestamp=t, arbitration_id=message.frame_id, is_extended_id=False, data=data, channel="can0"
+        )
 
     def send(self, name: str, t: float, **values: Any) -> None:
         self.engine.on_frame(self.frame(name, t, **values))
 
     def state(
-        self, t: float, *, speed: float = 0.0, gear: str = "P", angle: float = 0.0, rate: float = 0.0,
-        parking_brake: str = "ENGAGED", turn: str = "OFF", brake: int = 0,
+        self,
+        t: float,
+        *,
+        speed: float = 0.0,
+        gear: str = "P",
+        angle: float = 0.0,
+        rate: float = 0.0,
+        parking_brake: str = "ENGAGED",
+        turn: str = "OFF",
+        brake: int = 0,
     ) -> None:
         """Send one frame of every mapped message at time t."""
         coarse = round(angle / 1.5) * 1.5
@@ -78,7 +87,13 @@ def car(engine: Engine) -> DemoCar:
 
 
 def request(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"kind": "notification", "category": "message", "modality": "visual",
-                            "content": "text", "priority": "normal", "text_length": 80}
+    base: dict[str, Any] = {
+        "kind": "notification",
+        "category": "message",
+        "modality": "visual",
+        "content": "text",
+        "priority": "normal",
+        "text_length": 80,
+    }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not None}

@@ -207,8 +207,7 @@ def mismatches(message: Any, names: list[str], reader: Any, data: bytes, scaled:
     assert len(got) == len(names)
     want = cantools_reference(message, data, scaled)
     return [
-        f"{message.name}.{name} scaled={scaled} data={bytes(data).hex()}: "
-        f"got {value!r}, cantools {want.get(name)!r}"
+        f"{message.name}.{name} scaled={scaled} data={bytes(data).hex()}: got {value!r}, cantools {want.get(name)!r}"
         for name, value in zip(names, got, strict=True)
         if not same_value(value, want.get(name))
     ]

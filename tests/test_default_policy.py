@@ -36,14 +36,20 @@ def test_lockouts_apply_whenever_not_parked(engine: Engine, car: DemoCar, state:
     assert (image.outcome, image.rules) == (Outcome.DENY, ("lockout-image",))
     keyboard = engine.decide(request(kind="interaction", modality="manual", content="keyboard"))
     assert (keyboard.outcome, keyboard.rules, dict(keyboard.constraints)) == (
-        Outcome.DEGRADE, ("lockout-text-entry",), {"input": "voice"})
+        Outcome.DEGRADE,
+        ("lockout-text-entry",),
+        {"input": "voice"},
+    )
 
 
 def test_long_text_is_read_aloud_short_text_shown(engine: Engine, car: DemoCar) -> None:
     at(car, **CITY)
     long_text = engine.decide(request(text_length=31))
     assert (long_text.outcome, long_text.rules, dict(long_text.constraints)) == (
-        Outcome.DEGRADE, ("lockout-reading-text",), {"modality": "voice"})
+        Outcome.DEGRADE,
+        ("lockout-reading-text",),
+        {"modality": "voice"},
+    )
     short = engine.decide(request(text_length=30))
     assert (short.outcome, short.rules) == (Outcome.ALLOW, ("glanceable-visual",))
     # Without a length the text may be long: fail closed to voice.
@@ -89,7 +95,9 @@ def test_default_denies_what_no_rule_permits(engine: Engine, car: DemoCar) -> No
     ],
     ids=["sharp-angle", "fast-rate", "reverse"],
 )
-def test_high_workload_defers_non_critical_notifications(engine: Engine, car: DemoCar, state: dict[str, object]) -> None:
+def test_high_workload_defers_non_critical_notifications(
+    engine: Engine, car: DemoCar, state: dict[str, object]
+) -> None:
     at(car, **state)
     assert engine.state().workload == "high"
     d = engine.decide(request(modality="voice"))
@@ -97,7 +105,10 @@ def test_high_workload_defers_non_critical_notifications(engine: Engine, car: De
     assert dict(d.constraints) == {"retry_after_ms": 1000, "until": "workload low"}
     critical = engine.decide(request(priority="critical", text_length=20))
     assert (critical.outcome, critical.rules, dict(critical.constraints)) == (
-        Outcome.DEGRADE, ("critical-by-voice",), {"modality": "voice"})
+        Outcome.DEGRADE,
+        ("critical-by-voice",),
+        {"modality": "voice"},
+    )
 
 
 def test_workload_hold_then_release(engine: Engine, car: DemoCar) -> None:

@@ -50,8 +50,14 @@ PROTECTED = {
 Decoded = dict[str, list[tuple[float, dict[str, Any]]]]
 
 CYCLE_MS = {
-    "STEERING": 10, "ENGINE_RPM": 10, "VEHICLE_SPEED": 20, "WHEEL_SPEEDS": 20, "BRAKE": 20,
-    "TRANSMISSION": 100, "BODY_STATUS": 100, "CLIMATE": 500,
+    "STEERING": 10,
+    "ENGINE_RPM": 10,
+    "VEHICLE_SPEED": 20,
+    "WHEEL_SPEEDS": 20,
+    "BRAKE": 20,
+    "TRANSMISSION": 100,
+    "BODY_STATUS": 100,
+    "CLIMATE": 500,
 }
 
 
@@ -112,7 +118,12 @@ def test_dbc_signal_encodings(db: Any) -> None:
     gear = db.get_message_by_name("TRANSMISSION").get_signal_by_name("GearPosition")
     assert gear.byte_order == "big_endian" and gear.length == 4
     assert {k: str(v) for k, v in gear.choices.items()} == {
-        0: "PARK", 1: "REVERSE", 2: "NEUTRAL", 3: "DRIVE", 4: "SPORT", 15: "SNA"
+        0: "PARK",
+        1: "REVERSE",
+        2: "NEUTRAL",
+        3: "DRIVE",
+        4: "SPORT",
+        15: "SNA",
     }
     steering = db.get_message_by_name("STEERING")
     coarse = steering.get_signal_by_name("SteeringAngle")
@@ -128,10 +139,16 @@ def test_dbc_signal_encodings(db: Any) -> None:
 
 def test_motorola_steering_layout_round_trips(db: Any) -> None:
     steering = db.get_message_by_name("STEERING")
-    data = steering.encode({
-        "SteeringSensorStatus": 0, "SteeringAngle": -1.5, "SteeringAngleFine": -0.3,
-        "SteeringRate": -200, "SteeringCounter": 5, "SteeringChecksum": 0xAB,
-    })
+    data = steering.encode(
+        {
+            "SteeringSensorStatus": 0,
+            "SteeringAngle": -1.5,
+            "SteeringAngleFine": -0.3,
+            "SteeringRate": -200,
+            "SteeringCounter": 5,
+            "SteeringChecksum": 0xAB,
+        }
+    )
     # Coarse -1 in 12 bits, big-endian from bit 3 of byte 0; counter byte 6 low nibble, CRC byte 7.
     assert data.hex() == "0fff0000df3805ab"
 
@@ -160,12 +177,16 @@ def test_profile_matches_the_dbc(db: Any) -> None:
         if "map" in entry:
             assert len(names) == 1
             keys = [_scalar_text(k) for k, _ in entry["map"].value]
-            allowed = {str(v) for v in (signal.choices or {}).values()} | {
-                str(i) for i in range(2**signal.length)
-            }
+            allowed = {str(v) for v in (signal.choices or {}).values()} | {str(i) for i in range(2**signal.length)}
             assert set(keys) <= allowed, _scalar_text(key_node)
     assert set(profile["signals"]) == {
-        "speed", "gear", "steering_angle", "steering_rate", "parking_brake", "turn_signal", "brake_pressed"
+        "speed",
+        "gear",
+        "steering_angle",
+        "steering_rate",
+        "parking_brake",
+        "turn_signal",
+        "brake_pressed",
     }
 
 
@@ -424,7 +445,7 @@ def test_repeated_drive_continues_timestamps_and_counters(db: Any) -> None:
     assert abs(two[len(one)].timestamp - (10.0 + drive_duration() + one[0].timestamp)) < 1e-6
     _check_stream(two, protected_ids)
     # The demo turns every counter a whole number of times per pass: payloads simply repeat.
-    assert [f.data for f in two[len(one):]] == [f.data for f in one]
+    assert [f.data for f in two[len(one) :]] == [f.data for f in one]
 
 
 def test_repetition_reseals_counters_of_an_odd_length_drive(db: Any) -> None:
@@ -442,7 +463,9 @@ def test_gen_drive_log_reads_back_with_python_can(tmp_path: Path, frames: list[c
     out = tmp_path / "demo.log"
     result = subprocess.run(
         [sys.executable, str(GEN_DRIVE), "--out", str(out), "--start-time", str(START)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "wrote" in result.stderr
     first = out.read_text().splitlines()[0]
@@ -480,7 +503,5 @@ def test_gen_drive_repeats_the_drive_gzipped(db: Any, tmp_path: Path) -> None:
 
 
 def test_gen_drive_help() -> None:
-    result = subprocess.run(
-        [sys.executable, str(GEN_DRIVE), "--help"], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, str(GEN_DRIVE), "--help"], capture_output=True, text=True, check=True)
     assert "--frames" in result.stdout and "--start-time" in result.stdout

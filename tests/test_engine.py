@@ -29,11 +29,18 @@ def test_invalid_requests_are_denied_naming_the_field(engine: Engine) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(
-    st.sampled_from([*REQUEST_FIELDS, "x", ""]),
-    st.one_of(st.none(), st.text(max_size=8), st.integers(-5, 500), st.lists(st.integers(), max_size=2),
-              st.sampled_from(["text", "video", "voice", "critical", "notification", "message"])),
-))
+@given(
+    st.dictionaries(
+        st.sampled_from([*REQUEST_FIELDS, "x", ""]),
+        st.one_of(
+            st.none(),
+            st.text(max_size=8),
+            st.integers(-5, 500),
+            st.lists(st.integers(), max_size=2),
+            st.sampled_from(["text", "video", "voice", "critical", "notification", "message"]),
+        ),
+    )
+)
 def test_decide_never_raises_and_never_allows_invalid(req: dict[str, object]) -> None:
     engine = _ENGINE
     d = engine.decide(req)
@@ -49,9 +56,13 @@ def test_decision_fields(engine: Engine, car: DemoCar) -> None:
     car.hold(0.0, 0.5, speed=45.0, gear="D", parking_brake="RELEASED")
     d = engine.decide(request(id="req-7", content="video"))
     assert d.to_dict() == {
-        "outcome": "deny", "rules": ["lockout-video"],
-        "reason": "video is locked out unless parked (NHTSA §V.F(a))", "constraints": {},
-        "policy_hash": engine.policy.hash, "state_time": 0.5, "request_id": "req-7",
+        "outcome": "deny",
+        "rules": ["lockout-video"],
+        "reason": "video is locked out unless parked (NHTSA §V.F(a))",
+        "constraints": {},
+        "policy_hash": engine.policy.hash,
+        "state_time": 0.5,
+        "request_id": "req-7",
     }
     explained = engine.decide(request(content="video"), explain=True)
     assert "lockout-video: holds -> deny" in explained.reason
@@ -61,15 +72,20 @@ def test_decision_fields(engine: Engine, car: DemoCar) -> None:
 def test_listens_on_a_real_virtual_bus() -> None:
     engine = Engine.load(DEMO_VEHICLE, DEFAULT_POLICY)
     car = DemoCar(engine)
-    with can.Bus(interface="virtual", channel="engine-test", preserve_timestamps=True) as tx, \
-            can.Bus(interface="virtual", channel="engine-test") as rx:
+    with (
+        can.Bus(interface="virtual", channel="engine-test", preserve_timestamps=True) as tx,
+        can.Bus(interface="virtual", channel="engine-test") as rx,
+    ):
         notifier = can.Notifier(rx, [engine.on_frame])
         try:
             for i in range(50):
                 t = i * 0.01
-                for name, values in (("VEHICLE_SPEED", {"VehicleSpeed": 80.0}),
-                                     ("TRANSMISSION", {"GearPosition": "DRIVE"}),
-                                     ("STEERING", {}), ("BODY_STATUS", {"BodyMux": 0})):
+                for name, values in (
+                    ("VEHICLE_SPEED", {"VehicleSpeed": 80.0}),
+                    ("TRANSMISSION", {"GearPosition": "DRIVE"}),
+                    ("STEERING", {}),
+                    ("BODY_STATUS", {"BodyMux": 0}),
+                ):
                     tx.send(car.frame(name, t, **values))
             deadline = time.monotonic() + 5
             while engine.frames_seen < 200 and time.monotonic() < deadline:
@@ -86,9 +102,11 @@ def test_listens_on_a_real_virtual_bus() -> None:
 def test_frames_on_one_thread_decisions_on_others(engine: Engine, car: DemoCar) -> None:
     frames = []
     for i in range(2000):
-        frames += [car.frame("VEHICLE_SPEED", i * 0.01, VehicleSpeed=50.0),
-                   car.frame("TRANSMISSION", i * 0.01, GearPosition="DRIVE"),
-                   car.frame("STEERING", i * 0.01)]
+        frames += [
+            car.frame("VEHICLE_SPEED", i * 0.01, VehicleSpeed=50.0),
+            car.frame("TRANSMISSION", i * 0.01, GearPosition="DRIVE"),
+            car.frame("STEERING", i * 0.01),
+        ]
     errors: list[BaseException] = []
     outcomes: set[Outcome] = set()
 

@@ -27,7 +27,9 @@ def test_syntax_error_has_place(tmp_path: Path) -> None:
 
 
 def test_all_problems_collected_and_sorted(tmp_path: Path) -> None:
-    text = HEAD + """rules:
+    text = (
+        HEAD
+        + """rules:
   - id: a
     ref: x
     whne: {content: video}
@@ -40,6 +42,7 @@ def test_all_problems_collected_and_sorted(tmp_path: Path) -> None:
     ref: x
     outcome: allow
 """
+    )
     assert errors_of(tmp_path, text) == [
         "p.yaml:7:5: unknown-key: unknown key 'whne' in rules[0]; expected one of: constraints, description, "
         "exception, id, outcome, reason, ref, when",
@@ -55,7 +58,9 @@ def test_all_problems_collected_and_sorted(tmp_path: Path) -> None:
 
 
 def test_inverted_hysteresis_and_missing_ref(tmp_path: Path) -> None:
-    text = HEAD + """state:
+    text = (
+        HEAD
+        + """state:
   standstill: {on_below: 3, off_above: 1}
   workload:
     high_when:
@@ -64,6 +69,7 @@ rules:
   - id: a
     outcome: deny
 """
+    )
     assert errors_of(tmp_path, text) == [
         "p.yaml:5:15: inverted-hysteresis: state.standstill: off_above (1) must be above on_below (3), "
         "or the state would flap",
@@ -74,7 +80,9 @@ rules:
 
 
 def test_bands_and_constraints(tmp_path: Path) -> None:
-    text = HEAD + """state:
+    text = (
+        HEAD
+        + """state:
   speed_bands:
     hysteresis: 5
     bands:
@@ -90,6 +98,7 @@ rules:
     outcome: deny
     constraints: {modality: voice}
 """
+    )
     assert errors_of(tmp_path, text) == [
         "p.yaml:8:22: narrow-band: state.speed_bands.bands[0] is 3 km/h wide, not wider than the hysteresis (5 km/h)",
         "p.yaml:9:22: bad-bands: state.speed_bands.bands[1]: the last band must be open-ended (no 'below')",
@@ -100,13 +109,16 @@ rules:
 
 
 def test_duplicate_keys_and_operators(tmp_path: Path) -> None:
-    text = HEAD + """rules:
+    text = (
+        HEAD
+        + """rules:
   - id: a
     ref: x
     ref: y
     when: {gear: {gt: 3}}
     outcome: deny
 """
+    )
     assert errors_of(tmp_path, text) == [
         "p.yaml:7:5: duplicate-key: duplicate key 'ref' (first at line 6)",
         "p.yaml:8:19: bad-operator: rule 'a'.when.gear.gt: 'gear' takes the operators eq, ne, in, not_in",

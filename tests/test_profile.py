@@ -20,8 +20,15 @@ def errors_of(tmp_path: Path, text: str) -> list[str]:
 
 def test_demo_profile_loads() -> None:
     profile = load_profile(DEMO_VEHICLE)
-    assert set(profile.sources) == {"speed", "gear", "steering_angle", "steering_rate", "parking_brake",
-                                    "turn_signal", "brake_pressed"}
+    assert set(profile.sources) == {
+        "speed",
+        "gear",
+        "steering_angle",
+        "steering_rate",
+        "parking_brake",
+        "turn_signal",
+        "brake_pressed",
+    }
     gear = profile.sources["gear"]
     assert (gear.frame, gear.value_map) == ("0x1F5", {0: "P", 1: "R", 2: "N", 3: "D", 4: "D"})
     assert profile.sources["speed"].max_age == 0.3

@@ -28,7 +28,9 @@ def drive_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def timeline(log: Path, vehicle: Path = DEMO_VEHICLE, *, virtual: bool = False, **kw: object) -> list[dict[str, object]]:
+def timeline(
+    log: Path, vehicle: Path = DEMO_VEHICLE, *, virtual: bool = False, **kw: object
+) -> list[dict[str, object]]:
     out = io.StringIO()
     engine = Engine.load(vehicle, DEFAULT_POLICY)
     if virtual:
@@ -41,9 +43,22 @@ def timeline(log: Path, vehicle: Path = DEMO_VEHICLE, *, virtual: bool = False, 
 def test_cli_replay_of_the_demo_drive(drive_log: Path, tmp_path: Path) -> None:
     out = tmp_path / "timeline.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "safety.cli", "replay", str(drive_log), "--vehicle", str(DEMO_VEHICLE),
-         "--policy", str(DEFAULT_POLICY), "--out", str(out)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "safety.cli",
+            "replay",
+            str(drive_log),
+            "--vehicle",
+            str(DEMO_VEHICLE),
+            "--policy",
+            str(DEFAULT_POLICY),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -115,8 +130,20 @@ def test_foreign_csv_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text("when,who,what\n1.0,2,3\n")
     result = subprocess.run(
-        [sys.executable, "-m", "safety.cli", "replay", str(path), "--vehicle", str(DEMO_VEHICLE),
-         "--policy", str(DEFAULT_POLICY)], capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "safety.cli",
+            "replay",
+            str(path),
+            "--vehicle",
+            str(DEMO_VEHICLE),
+            "--policy",
+            str(DEFAULT_POLICY),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert f"{path}:1" in result.stderr and "when,who,what" in result.stderr
@@ -136,23 +163,54 @@ def test_bad_lines_are_reported_and_the_rest_kept(drive_log: Path, tmp_path: Pat
 
 def test_probes_file(drive_log: Path, tmp_path: Path) -> None:
     probes = tmp_path / "probes.yaml"
-    probes.write_text("- {id: movie, kind: interaction, category: media, modality: visual, content: video, "
-                      "priority: low}\n- {id: bad, kind: interaction, category: media, modality: visual, "
-                      "content: hologram, priority: low}\n")
+    probes.write_text(
+        "- {id: movie, kind: interaction, category: media, modality: visual, content: video, "
+        "priority: low}\n- {id: bad, kind: interaction, category: media, modality: visual, "
+        "content: hologram, priority: low}\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "safety.cli", "replay", str(drive_log), "--vehicle", str(DEMO_VEHICLE),
-         "--policy", str(DEFAULT_POLICY), "--probes", str(probes)], capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "safety.cli",
+            "replay",
+            str(drive_log),
+            "--vehicle",
+            str(DEMO_VEHICLE),
+            "--policy",
+            str(DEFAULT_POLICY),
+            "--probes",
+            str(probes),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"{probes}:2:76: bad-request: unknown content 'hologram'; expected one of: "
         "text, image, video, list, keyboard, none"
     )
-    probes.write_text("- {id: movie, kind: interaction, category: media, modality: visual, content: video, "
-                      "priority: low}\n")
+    probes.write_text(
+        "- {id: movie, kind: interaction, category: media, modality: visual, content: video, priority: low}\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "safety.cli", "replay", str(drive_log), "--vehicle", str(DEMO_VEHICLE),
-         "--policy", str(DEFAULT_POLICY), "--probes", str(probes)], capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "safety.cli",
+            "replay",
+            str(drive_log),
+            "--vehicle",
+            str(DEMO_VEHICLE),
+            "--policy",
+            str(DEFAULT_POLICY),
+            "--probes",
+            str(probes),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     decisions = {json.loads(line)["decisions"]["movie"] for line in result.stdout.splitlines()}
     assert decisions == {"allow", "deny"}

@@ -9,9 +9,12 @@ from safety.state import StateConfig, Trigger, VehicleState
 
 AGES = {"speed": 0.3, "gear": 0.3, "steering_angle": 0.05}
 CONFIG = StateConfig(
-    standstill_on=0.5, standstill_off=2.0,
+    standstill_on=0.5,
+    standstill_off=2.0,
     triggers=(Trigger("steering_angle", 90.0, 45.0, use_abs=True), Trigger("gear", values=frozenset({"R"}))),
-    hold_s=1.0, bands=(("crawl", 10.0), ("city", 60.0), ("highway", float("inf"))), band_hysteresis=2.0,
+    hold_s=1.0,
+    bands=(("crawl", 10.0), ("city", 60.0), ("highway", float("inf"))),
+    band_hysteresis=2.0,
 )
 
 
@@ -117,8 +120,22 @@ def test_speed_bands_with_hysteresis() -> None:
         t += 0.25
         drive(s, t, float(v))
         seen.append(s.snapshot().values["speed_band"])
-    assert seen == ["crawl", "crawl", "city", "city", "city", "crawl", "city", "city", "city", "city",
-                    "highway", "highway", "city", "highway"]
+    assert seen == [
+        "crawl",
+        "crawl",
+        "city",
+        "city",
+        "city",
+        "crawl",
+        "city",
+        "city",
+        "city",
+        "city",
+        "highway",
+        "highway",
+        "city",
+        "highway",
+    ]
 
 
 def test_implausible_jump_is_unknown_until_plausible_again() -> None:

@@ -79,8 +79,10 @@ def main() -> int:
         # Includes slicing the payload to 6 bytes, which the other cases do not pay.
         "reader ['SPEED'] scaled, 6-byte frame (short path)": lambda d: speed_only(d[:6]),
     }
-    print(f"SPEED 0x{message.frame_id:03X}: {len(speed)} real payloads, {len(payloads)} per repeat, "
-          f"median of {args.repeats} repeats, Python {sys.version.split()[0]}")
+    print(
+        f"SPEED 0x{message.frame_id:03X}: {len(speed)} real payloads, {len(payloads)} per repeat, "
+        f"median of {args.repeats} repeats, Python {sys.version.split()[0]}"
+    )
     print(f"compile_message_reader (3 signals): {compile_us:.0f} µs once")
     baseline = None
     for label, function in cases.items():

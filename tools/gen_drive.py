@@ -34,9 +34,7 @@ DEFAULT_START_TIME = 1_700_000_000.0
 _CHUNK = 4096
 
 
-def candump_lines(
-    *, start_time: float, channel: str, frames: int | None, seed: int = DEFAULT_SEED
-) -> Iterator[str]:
+def candump_lines(*, start_time: float, channel: str, frames: int | None, seed: int = DEFAULT_SEED) -> Iterator[str]:
     """The drive's candump lines (with newline); repeats the drive until ``frames`` lines."""
     texts: dict[tuple[int, bytes], str] = {}
     repeat = None if frames is not None else 1
@@ -84,25 +82,35 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--out", required=True, type=Path,
+        "--out",
+        required=True,
+        type=Path,
         help="log file to write; a .gz suffix writes it gzip-compressed",
     )
     parser.add_argument(
-        "--frames", type=_positive, default=None, metavar="N",
-        help="write exactly N frames, repeating the drive with continuing timestamps and counters "
-        "(default: one drive)",
+        "--frames",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="write exactly N frames, repeating the drive with continuing timestamps and counters (default: one drive)",
     )
     parser.add_argument(
-        "--start-time", type=float, default=DEFAULT_START_TIME, metavar="T",
-        help="timestamp of the drive's first instant, seconds since the epoch "
-        f"(default {DEFAULT_START_TIME:.0f})",
+        "--start-time",
+        type=float,
+        default=DEFAULT_START_TIME,
+        metavar="T",
+        help=f"timestamp of the drive's first instant, seconds since the epoch (default {DEFAULT_START_TIME:.0f})",
     )
     parser.add_argument("--channel", default="can0", help="channel name written on each line (default can0)")
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help="seed of the frame timing jitter (default: fixed)"
     )
     parser.add_argument(
-        "--compresslevel", type=int, choices=range(1, 10), default=6, metavar="1-9",
+        "--compresslevel",
+        type=int,
+        choices=range(1, 10),
+        default=6,
+        metavar="1-9",
         help="gzip level for .gz output (default 6)",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -113,9 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: write the log, report frames and time on stderr."""
     args = build_parser().parse_args(argv)
     began = time.perf_counter()
-    lines = candump_lines(
-        start_time=args.start_time, channel=args.channel, frames=args.frames, seed=args.seed
-    )
+    lines = candump_lines(start_time=args.start_time, channel=args.channel, frames=args.frames, seed=args.seed)
     with _open(args.out, args.compresslevel) as out:
         written = write_log(out, lines)
     if not args.quiet:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import Location, LoadError, PolicyError
+from ..errors import LoadError, Location, PolicyError
 from .compile import CompiledPolicy, CompiledRule, compile_policy
 from .model import PolicyDoc
 from .parse import parse_policy_text
@@ -18,5 +18,7 @@ def load_policy(path: str | Path) -> CompiledPolicy:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise LoadError([PolicyError(f"cannot read the policy: {exc}", Location(file=name), code="unreadable")]) from exc
+        raise LoadError(
+            [PolicyError(f"cannot read the policy: {exc}", Location(file=name), code="unreadable")]
+        ) from exc
     return compile_policy(parse_policy_text(name, text))

@@ -13,6 +13,7 @@ cached by cell and a replay re-decides only when a cell changes.
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
@@ -82,9 +83,7 @@ def compile_policy(doc: PolicyDoc) -> CompiledPolicy:
         state_names.append("speed_band")
     state_names += sorted(n for n in constants if fields[n].source == "state" and n not in state_names)
     request_names = sorted(n for n in constants if fields[n].source == "request")
-    thresholds = {
-        n: tuple(sorted(constants[n])) for n in state_names if n in constants and fields[n].kind == "number"
-    }
+    thresholds = {n: tuple(sorted(constants[n])) for n in state_names if n in constants and fields[n].kind == "number"}
     watched = frozenset(n for n in state_names if fields[n].kind != "number")
     return CompiledPolicy(
         name=doc.name,
@@ -147,7 +146,7 @@ def _representatives(spec: FieldSpec, constants: set[Any]) -> tuple[Any, ...]:
         if not points:
             return (0.0,)
         reps: list[Any] = [points[0] - 1.0]
-        for low, high in zip(points, points[1:], strict=False):
+        for low, high in itertools.pairwise(points):
             reps += [low, (low + high) / 2.0]
         reps += [points[-1], points[-1] + 1.0]
         return tuple(reps)
@@ -176,9 +175,15 @@ def _cell_function(spec: FieldSpec, constants: set[Any]) -> Callable[[Any], Any]
 def _compile_rule(rule: Rule, fields: Mapping[str, FieldSpec]) -> CompiledRule:
     test: Predicate = _always if rule.when is None else _compile(rule.when, fields)
     return CompiledRule(
-        id=rule.id, ref=rule.ref, outcome=rule.outcome, rank=rule.outcome.rank,
-        constraints=dict(rule.constraints), exception=rule.exception,
-        reason=rule.reason or rule.description or f"rule {rule.id}", test=test, source=rule,
+        id=rule.id,
+        ref=rule.ref,
+        outcome=rule.outcome,
+        rank=rule.outcome.rank,
+        constraints=dict(rule.constraints),
+        exception=rule.exception,
+        reason=rule.reason or rule.description or f"rule {rule.id}",
+        test=test,
+        source=rule,
     )
 
 

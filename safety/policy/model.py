@@ -47,7 +47,9 @@ def condition_fields(speed_bands: tuple[str, ...] = ()) -> dict[str, FieldSpec]:
     """Every field a condition may name: canonical and derived state, and request fields."""
     fields: dict[str, FieldSpec] = {}
     for sig in CANONICAL_SIGNALS.values():
-        fields[sig.name] = FieldSpec(sig.name, "state", sig.kind, sig.values or ((False, True) if sig.kind == "bool" else ()))
+        fields[sig.name] = FieldSpec(
+            sig.name, "state", sig.kind, sig.values or ((False, True) if sig.kind == "bool" else ())
+        )
     fields["driving_state"] = FieldSpec("driving_state", "state", "enum", DRIVING_STATES)
     fields["workload"] = FieldSpec("workload", "state", "enum", WORKLOADS)
     if speed_bands:

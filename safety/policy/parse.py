@@ -79,8 +79,14 @@ def _parse_doc(path: str, root: Node, check: Checker) -> PolicyDoc | None:
     canonical = json.dumps(root.plain(), sort_keys=True, separators=(",", ":"), default=str)
     content_hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return PolicyDoc(
-        file=path, name=name, description=description, default=default or Outcome.DENY,
-        default_reason=default_reason, state=state, rules=rules, content_hash=content_hash,
+        file=path,
+        name=name,
+        description=description,
+        default=default or Outcome.DENY,
+        default_reason=default_reason,
+        state=state,
+        rules=rules,
+        content_hash=content_hash,
         requires_parked_to_activate=parked_only,
     )
 
@@ -119,7 +125,8 @@ def _hysteresis(
     if (rising and off >= on) or (not rising and off <= on):
         relation = "below" if rising else "above"
         check.error(
-            "inverted-hysteresis", node.loc,
+            "inverted-hysteresis",
+            node.loc,
             f"{what}: {off_key} ({off:g}) must be {relation} {on_key} ({on:g}), or the state would flap",
         )
         return None
@@ -161,14 +168,20 @@ def _parse_triggers(node: Node, check: Checker) -> tuple[WorkloadTrigger, ...]:
         what = f"state.workload.high_when[{i}]"
         if not check.mapping(item, what, ("signal", "abs", "on_above", "off_below", "in", "ref"), ("signal",)):
             continue
-        signal = check.choice(item.value["signal"], f"{what}.signal", tuple(CANONICAL_SIGNALS)) if "signal" in item.value else None
+        signal = (
+            check.choice(item.value["signal"], f"{what}.signal", tuple(CANONICAL_SIGNALS))
+            if "signal" in item.value
+            else None
+        )
         if signal is None:
             continue
         spec = CANONICAL_SIGNALS[signal]
         ref = (check.string(item.value["ref"], f"{what}.ref") or "") if "ref" in item.value else ""
         if spec.kind == "number":
             if "in" in item.value:
-                check.error("bad-operator", item.key_loc("in"), f"{what}: '{signal}' is a number; use on_above/off_below")
+                check.error(
+                    "bad-operator", item.key_loc("in"), f"{what}: '{signal}' is a number; use on_above/off_below"
+                )
                 continue
             threshold = _hysteresis(item, what, check, "on_above", "off_below", rising=True, keys_checked=True)
             use_abs = bool(check.boolean(item.value["abs"], f"{what}.abs")) if "abs" in item.value else False
@@ -207,12 +220,17 @@ def _parse_bands(node: Node, check: Checker, hysteresis: float) -> tuple[SpeedBa
         if "below" in item.value:
             below = check.number(item.value["below"], f"{what}.below")
             if below is not None and below <= previous:
-                check.error("bad-bands", item.key_loc("below"),
-                            f"{what}.below ({below:g}) must be above the previous edge ({previous:g})")
+                check.error(
+                    "bad-bands",
+                    item.key_loc("below"),
+                    f"{what}.below ({below:g}) must be above the previous edge ({previous:g})",
+                )
             elif below is not None and below - previous <= hysteresis:
-                check.error("narrow-band", item.key_loc("below"),
-                            f"{what} is {below - previous:g} km/h wide, not wider than the hysteresis "
-                            f"({hysteresis:g} km/h)")
+                check.error(
+                    "narrow-band",
+                    item.key_loc("below"),
+                    f"{what} is {below - previous:g} km/h wide, not wider than the hysteresis ({hysteresis:g} km/h)",
+                )
             if below is not None:
                 previous = below
         elif not last:
@@ -275,8 +293,13 @@ def _parse_rule(node: Node, what: str, check: Checker, fields: dict[str, FieldSp
 def _parse_constraints(node: Node, what: str, outcome: str, check: Checker) -> dict[str, Any]:
     allowed = CONSTRAINT_KEYS[outcome]
     if not allowed:
-        check.error("bad-constraint", node.loc, f"{what}: an {outcome} rule takes no constraints"
-                    if outcome == "allow" else f"{what}: a {outcome} rule takes no constraints")
+        check.error(
+            "bad-constraint",
+            node.loc,
+            f"{what}: an {outcome} rule takes no constraints"
+            if outcome == "allow"
+            else f"{what}: a {outcome} rule takes no constraints",
+        )
         return {}
     if not check.mapping(node, f"{what}.constraints", allowed):
         return {}
@@ -318,7 +341,8 @@ def _parse_condition(node: Node, what: str, check: Checker, fields: dict[str, Fi
             cond = _parse_test(fields[key], child, f"{what}.{key}", loc, check)
         else:
             check.error(
-                "unknown-field", loc,
+                "unknown-field",
+                loc,
                 f"unknown field '{key}' in {what}; expected a state or request field "
                 f"({', '.join(fields)}) or one of: {', '.join(COMBINATORS)}",
             )
@@ -392,14 +416,22 @@ def _value(node: Node, what: str, check: Checker, allowed: tuple[Any, ...], free
     value = node.value
     if free:
         return value if isinstance(value, str) and value else (check.string(node, what) or _BAD)
-    if isinstance(value, dict | list) or value not in allowed or (isinstance(value, bool) != any(isinstance(a, bool) for a in allowed)):
+    if (
+        isinstance(value, dict | list)
+        or value not in allowed
+        or (isinstance(value, bool) != any(isinstance(a, bool) for a in allowed))
+    ):
         shown = ", ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
-        check.error("unknown-value", node.loc, f"{what}: {value!r} is not a value of this field; expected one of: {shown}")
+        check.error(
+            "unknown-value", node.loc, f"{what}: {value!r} is not a value of this field; expected one of: {shown}"
+        )
         return _BAD
     return value
 
 
-def _values_list(node: Node, what: str, check: Checker, allowed: tuple[Any, ...], free: bool = False) -> tuple[Any, ...]:
+def _values_list(
+    node: Node, what: str, check: Checker, allowed: tuple[Any, ...], free: bool = False
+) -> tuple[Any, ...]:
     if not node.is_seq or not node.value:
         check.error("expected-type", node.loc, f"{what} must be a non-empty list of values")
         return ()
