@@ -2,17 +2,17 @@
 
 :func:`read_log` turns a log file into :class:`Frame` tuples, whatever its format:
 
-============  =========================================  ==========================================
-format        suffix                                     read by
-============  =========================================  ==========================================
+============  ==========================================  ===========================================
+format        suffix                                      read by
+============  ==========================================  ===========================================
 candump       ``.log`` (``candump -L``)                   our own parser (the replay hot path)
 asc           ``.asc`` (Vector ASCII)                     python-can's ``ASCReader``
 blf           ``.blf`` (Vector binary)                    python-can's ``BLFReader``
 trc           ``.trc`` (PEAK PCAN-View)                   python-can's ``TRCReader``
 csv           ``.csv`` written by python-can's CSVWriter  our own parser
 panda-csv     ``.csv`` from comma's panda/strym/libpanda  our own parser
-mf4           ``.mf4`` (ASAM MDF 4, e.g. CANedge)          python-can's ``MF4Reader`` (needs asammdf)
-============  =========================================  ==========================================
+mf4           ``.mf4`` (ASAM MDF 4, e.g. CANedge)         python-can's ``MF4Reader`` (needs asammdf)
+============  ==========================================  ===========================================
 
 Any of them may be gzip-compressed (``drive.log.gz``).  Compression is recognised by the gzip
 magic bytes, not by the name, so a misnamed file still reads; the format comes from the suffix
@@ -25,8 +25,8 @@ which is also what python-can's writers turn ``can0`` into) but keeps the file's
 TRC and MF4 (a CANedge's CAN 1 is ``can1``).  Formats that do not record a channel (python-can
 CSV, TRC 1.0/1.1, TRC 2.x without a bus column) give ``None``.
 
-Timestamps are seconds as float, absolute wherever the file says when it was recorded (see
-:func:`_python_can_frames` for ASC).  What a :class:`Frame` has no field for is dropped: the
+Timestamps are seconds as float, absolute wherever the file says when it was recorded (for ASC
+see :class:`_ASCReader`: millisecond start, local time).  What a :class:`Frame` has no field for is dropped: the
 RX/TX direction, CAN FD's BRS/ESI flags, and a remote frame's DLC.
 
 Errors: a line or frame that cannot be read is reported as a :class:`LogFormatError` at its
@@ -46,6 +46,7 @@ import functools
 import gzip
 import importlib.util
 import math
+import operator
 import os
 import re
 import stat
@@ -311,11 +312,10 @@ _first_char = itemgetter(0)
 _last_char = itemgetter(-1)
 _inside_parens = itemgetter(slice(1, -1))
 _char3 = itemgetter(3)
-_char8 = itemgetter(8)
 _id3 = itemgetter(slice(0, 3))
-_id8 = itemgetter(slice(0, 8))
 _data4 = itemgetter(slice(4, None))
-_data9 = itemgetter(slice(9, None))
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
+_ID_WIDTHS = frozenset((3, 8))
 
 
 def _candump_block_fast(text: str) -> list[Frame] | None:
@@ -324,9 +324,9 @@ def _candump_block_fast(text: str) -> list[Frame] | None:
     This is the replay hot path.  Per-line Python code costs more than the parsing itself, so
     the block is split once and each column is parsed with C-level ``map`` calls (timestamps in
     one numpy pass).  It accepts only the common shape: every line ``(ts) iface id#data [R|T]``,
-    all 11-bit or all 29-bit data frames of at most 8 bytes.  Anything else (blank or bad lines,
-    remote, FD or error frames, mixed id widths) returns None and the caller parses the block
-    line by line, which gives the same frames and pinpoints bad lines.
+    a data frame of at most 8 bytes.  Anything else (blank or bad lines, remote, FD or error
+    frames) returns None and the caller parses the block line by line, which gives the same
+    frames and pinpoints bad lines.
     """
     n = text.count("\n")
     # Every line starts with "(" and that is the only "(" in the block, so each line's first
@@ -346,15 +346,21 @@ def _candump_block_fast(text: str) -> list[Frame] | None:
     stamps = tokens[0::width]
     frames = tokens[2::width]
     try:
-        if "".join(map(_char3, frames)) == "#" * n:
-            ids, datas, extended, limit = list(map(_id3, frames)), map(_data4, frames), False, _CAN_SFF_MASK
-        elif "".join(map(_char8, frames)) == "#" * n:
-            ids, datas, extended, limit = list(map(_id8, frames)), map(_data9, frames), True, _CAN_EFF_MASK
-        else:
-            return None
+        extended: Iterator[bool]
+        if "".join(map(_char3, frames)) == "#" * n:  # all 11-bit: the common case, sliced
+            ids, datas, extended = list(map(_id3, frames)), map(_data4, frames), repeat(False)
+        else:  # 29-bit or mixed ids: split at "#", the id's length tells its width
+            pieces = list(map(str.partition, frames, repeat("#")))
+            if "".join(map(_second, pieces)) != "#" * n:
+                return None
+            ids, datas = list(map(_first, pieces)), map(_third, pieces)
+            widths = list(map(len, ids))
+            if not _ID_WIDTHS.issuperset(widths):
+                return None
+            extended = map(operator.eq, widths, repeat(8))
         # Ids repeat (a car sends a few hundred), so a dict of ids already checked beats int().
         arbitration_ids = list(map(_ID_VALUES.get, ids, repeat(-1)))
-        if min(arbitration_ids) < 0 and not _learn_ids(ids, arbitration_ids, limit):
+        if min(arbitration_ids) < 0 and not _learn_ids(ids, arbitration_ids):
             return None
         # a2b_hex is strict (no odd length, "R", "#" or spaces) and 3x faster than bytes.fromhex.
         payloads = list(map(binascii.a2b_hex, datas))
@@ -366,7 +372,7 @@ def _candump_block_fast(text: str) -> list[Frame] | None:
     if timestamps is None:
         return None
     no = repeat(False)
-    rows = zip(timestamps, arbitration_ids, repeat(extended), payloads, tokens[1::width], no, no)
+    rows = zip(timestamps, arbitration_ids, extended, payloads, tokens[1::width], no, no, strict=False)
     # tuple.__new__ called from C builds the NamedTuple without running Frame's Python __new__.
     return list(map(_new_tuple, repeat(Frame), rows))
 
@@ -376,16 +382,19 @@ _ID_VALUES: dict[str, int] = {}
 _ID_VALUES_MAX = 1 << 16  # bound the memory a log with very many distinct ids can take
 
 
-def _learn_ids(ids: list[str], values: list[int], limit: int) -> bool:
-    """Fill in the ``-1`` entries of ``values`` from ``ids``; False if one is not a valid id."""
+def _learn_ids(ids: list[str], values: list[int]) -> bool:
+    """Fill in the ``-1`` entries of ``values`` from ``ids``; False if one is not a valid id.
+
+    Only data-frame ids are learnt: 3 hex digits up to 7FF, or 8 up to 1FFFFFFF.
+    """
     for i, value in enumerate(values):
         if value < 0:
             text = ids[i]
             # int(x, 16) also takes "0x", "_" and non-ASCII digits; demand plain hex digits.
-            if not _is_hex(text):
+            if len(text) not in _ID_WIDTHS or not _is_hex(text):
                 return False
             value = int(text, 16)
-            if value > limit:
+            if value > (_CAN_SFF_MASK if len(text) == 3 else _CAN_EFF_MASK):
                 return False
             if len(_ID_VALUES) < _ID_VALUES_MAX:
                 _ID_VALUES[text] = value
@@ -454,6 +463,27 @@ def _is_hex(text: str) -> bool:
 def _parse_candump_line(line: str) -> Frame | str | None:
     """Parse one candump line: a Frame, None for a blank line, or the error message."""
     parts = line.split()
+    # Quick path for a plain data frame with an id seen before; it accepts exactly what the
+    # checks below accept.  Anything else, including every error, takes the long way.
+    if len(parts) == 3 or (len(parts) == 4 and parts[3] in _DIRECTIONS):
+        stamp, token = parts[0], parts[2]
+        id_text, sep, data_text = token.partition("#")
+        arbitration_id = _ID_VALUES.get(id_text)
+        inner = stamp[1:-1]
+        if (
+            arbitration_id is not None
+            and sep
+            and len(data_text) <= 16
+            and stamp[:1] == "("
+            and stamp[-1:] == ")"
+            and inner.isascii()
+            and inner.replace(".", "", 1).isdigit()
+        ):
+            timestamp = float(inner)
+            with contextlib.suppress(ValueError):  # odd length or not hex: the long way says which
+                if timestamp != math.inf:
+                    data = binascii.a2b_hex(data_text)
+                    return Frame(timestamp, arbitration_id, len(id_text) == 8, data, parts[1], False, False)
     if not parts:
         return None
     if len(parts) == 4:
@@ -718,6 +748,22 @@ class _CountingLines:
         return self._file.closed
 
 
+class _CountingBytes:
+    """A binary file that counts the bytes python-can has read, to notice a truncated BLF."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.consumed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self.consumed += len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
 _ASC_SHORT_MILLIS = re.compile(r"(\d{1,2}:\d{2}:\d{2})\.(\d{1,2})(?!\d)")
 
 
@@ -771,13 +817,15 @@ def _python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: 
     suffixes (``drive.2020.asc.gz``); passing an open gzip stream works for every reader.
     """
     text_lines: _CountingLines | None = None
+    blf_bytes: _CountingBytes | None = None
     reader: can.io.generic.MessageReader
     try:
         if fmt in ("asc", "trc"):
             text_lines = _CountingLines(_open_text(path, gz))
             reader = _ASCReader(text_lines) if fmt == "asc" else can.TRCReader(text_lines)  # type: ignore[arg-type]
         elif fmt == "blf":
-            reader = can.BLFReader(_open_binary(path, gz))
+            blf_bytes = _CountingBytes(_open_binary(path, gz))
+            reader = can.BLFReader(blf_bytes)  # type: ignore[arg-type]
         else:  # mf4: python-can loads a stream into memory, a path it maps itself
             reader = can.MF4Reader(_open_binary(path, True) if gz else path)
     except Exception as exc:  # python-can raises many kinds here; all mean "not readable"
@@ -801,6 +849,20 @@ def _python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: 
             try:
                 msg = next(messages)
             except StopIteration:
+                # python-can stops quietly where a BLF's compressed data runs out; its header
+                # knows how long the file should be.
+                if (
+                    isinstance(reader, can.BLFReader)
+                    and blf_bytes is not None
+                    and blf_bytes.consumed < reader.file_size
+                ):
+                    report(
+                        LogFormatError(
+                            f"file is truncated: its header says {reader.file_size} bytes, "
+                            f"found {blf_bytes.consumed}; frames after frame {index} are lost",
+                            where(),
+                        )
+                    )
                 return
             except Exception as exc:  # python-can raises many kinds mid-file (struct.error, ...)
                 report(
