@@ -294,6 +294,7 @@ def baseline_replay(
     profile = load_profile(vehicle)
     policy = load_policy(policy_path)
     db = cantools.database.load_file(profile.dbc_file, strict=False)
+    assert isinstance(db, cantools.database.can.Database)
     state = VehicleState(
         profile.max_ages(), policy.state_config, watch=policy.thresholds, watch_values=policy.watched_values
     )
@@ -307,7 +308,9 @@ def baseline_replay(
     for src in profile.sources.values():
         names: dict[str, Any] | None = None
         if src.value_map is not None:
-            choices = db.get_message_by_frame_id(src.frame_id).get_signal_by_name(src.signals[0]).choices or {}
+            choices: Mapping[int, Any] = (
+                db.get_message_by_frame_id(src.frame_id).get_signal_by_name(src.signals[0]).choices or {}
+            )
             names = {str(choices.get(raw, raw)): value for raw, value in src.value_map.items()}
         by_id.setdefault(src.frame_id, []).append((src, names))
 
@@ -321,7 +324,8 @@ def baseline_replay(
         t = msg.timestamp
         sources = by_id.get(msg.arbitration_id)
         if sources is not None:
-            decoded = db.decode_message(msg.arbitration_id, msg.data)
+            # python-can hands out bytearray, which cantools decodes as is (its hints say bytes).
+            decoded: Any = db.decode_message(msg.arbitration_id, msg.data)  # type: ignore[arg-type]
             stats.frames_decoded += 1
             for src, names in sources:
                 if names is not None:
