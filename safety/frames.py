@@ -50,16 +50,27 @@ class FrameDecoder:
         sink: Sink,
         is_extended: bool,
     ) -> Callable[[float, bytes, str | None], None]:
+        last_key: list[Any] = [None]
+        last_samples: list[tuple[str, Any, bool]] = []
+
         def handle(t: float, data: bytes, channel: str | None) -> None:
             raws = reader(data)
             self.frames_decoded += 1
-            for name, bus, convert in converters:
-                # Formats that lose the channel (BLF, CSV) match any bus filter.
-                if bus is not None and channel is not None and channel != bus:
-                    continue
-                value, invalid = convert(raws)
-                if value is not NOT_IN_FRAME:
-                    sink(name, value, t, invalid=invalid)
+            key = (raws, channel)
+            if key != last_key[0]:
+                # Converters are pure functions of the raw values: convert only what changed
+                # (most frames repeat the previous frame of their message).
+                last_key[0] = key
+                last_samples.clear()
+                for name, bus, convert in converters:
+                    # Formats that lose the channel (BLF, CSV) match any bus filter.
+                    if bus is not None and channel is not None and channel != bus:
+                        continue
+                    value, invalid = convert(raws)
+                    if value is not NOT_IN_FRAME:
+                        last_samples.append((name, value, invalid))
+            for name, value, invalid in last_samples:
+                sink(name, value, t, invalid=invalid)
 
         handle.is_extended = is_extended  # type: ignore[attr-defined]
         return handle

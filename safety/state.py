@@ -54,7 +54,7 @@ class StateConfig:
     rate_window_s: float = 0.1  # steering rate derived from the angle over this window
 
 
-@dataclass
+@dataclass(slots=True)
 class _Signal:
     max_age: float
     value: Any = None
@@ -137,6 +137,12 @@ class VehicleState:
         self._expired: set[str] = set()
         self._hold_pending = False
         self.next_expiry = math.inf  # no state can go stale before this frame time
+        self._triggers_of: dict[str, tuple[int, ...]] = {}
+        for i, trig in enumerate(self.config.triggers):
+            self._triggers_of[trig.signal] = (*self._triggers_of.get(trig.signal, ()), i)
+        # The angle feeds the derived rate on every sample, repeated or not.
+        self._rate_source = frozenset({"steering_angle"} if self.derive_rate else ())
+        self.fast_repeats = True  # tests turn it off to prove it changes nothing
 
     # ------------------------------------------------------------------ updates
     def provides(self, name: str) -> bool:
@@ -152,6 +158,25 @@ class VehicleState:
             return
         if self.latest_time is None or t > self.latest_time:
             self.latest_time = t
+        previous = sig.value
+        if (
+            self.fast_repeats
+            and value is not None
+            and value == previous
+            and type(value) is type(previous)
+            and t >= sig.time
+            and name not in self._expired
+            and name not in self._rate_source
+        ):
+            # The same value again (most frames repeat the last one): plausibility holds (it
+            # equals the anchor) and every hysteresis is idempotent, so only time moves.
+            sig.time = t
+            sig.anchor_time = t
+            sig.pending_count = 0
+            for i in self._triggers_of.get(name, ()):
+                if self._trigger_active[i]:
+                    self._extend_hold(t)
+            return
         if value is None:
             sig.value, sig.time = None, t
             sig.why_unknown = "invalid value (DBC marks it not available)" if invalid else "invalid value"
@@ -263,9 +288,16 @@ class VehicleState:
                     self._trigger_active[i] = x >= trig.off
                 else:
                     self._trigger_active[i] = x >= trig.on
-            if self._trigger_active[i] and t + cfg.hold_s > self._high_until:
-                self._high_until = t + cfg.hold_s
-                self._hold_pending = cfg.hold_s > 0
+            if self._trigger_active[i]:
+                self._extend_hold(t)
+
+    def _extend_hold(self, t: float) -> None:
+        hold = self.config.hold_s
+        if t + hold > self._high_until:
+            self._high_until = t + hold
+            self._hold_pending = hold > 0
+            if self._hold_pending and self._high_until < self.next_expiry:
+                self.next_expiry = self._high_until
 
     def _next_band(self, speed: float) -> int:
         edges = self._edges

@@ -172,3 +172,32 @@ def test_derived_rate_from_angle() -> None:
         s.update("steering_angle", i * 3.0, i * 0.01)  # 300 deg/s
     rate = s.snapshot().values["steering_rate"]
     assert rate is not None and abs(rate - 300.0) < 1e-6
+
+
+SAMPLES = st.lists(
+    st.tuples(
+        st.sampled_from(["speed", "gear", "steering_angle"]),
+        st.sampled_from([0.0, 0.3, 1.0, 2.5, 30.0, 50.0, 95.0, -95.0, None, "P", "D", "R"]),
+        st.sampled_from([0.0, 0.01, 0.02, 0.2, 0.5]),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SAMPLES)
+def test_repeated_values_fast_path_changes_nothing(samples: list[tuple[str, object, float]]) -> None:
+    """Skipping work for a repeated value gives exactly the states the full path gives."""
+    fast, full = tracker(), tracker()
+    full.fast_repeats = False
+    t = 0.0
+    for name, value, dt in samples:
+        if (name == "gear") != isinstance(value, str):
+            value = None
+        t += dt
+        for s in (fast, full):
+            s.update(name, value, t)
+            s.expire(t)
+        assert fast.snapshot(t) == full.snapshot(t)
+        assert fast.changes == full.changes
+        assert fast.snapshot(t + 0.5) == full.snapshot(t + 0.5)
