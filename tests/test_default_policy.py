@@ -92,8 +92,9 @@ def test_default_denies_what_no_rule_permits(engine: Engine, car: DemoCar) -> No
         {**CITY, "speed": 15.0, "angle": 200.0},  # sharp turn
         {**CITY, "speed": 15.0, "angle": 20.0, "rate": 250.0},  # fast steering input
         {"speed": 4.0, "gear": "R", "parking_brake": "RELEASED"},  # reversing
+        {**CITY, "turn": "LEFT"},  # indicating: turning or changing lanes
     ],
-    ids=["sharp-angle", "fast-rate", "reverse"],
+    ids=["sharp-angle", "fast-rate", "reverse", "indicator"],
 )
 def test_high_workload_defers_non_critical_notifications(
     engine: Engine, car: DemoCar, state: dict[str, object]

@@ -71,6 +71,21 @@ def test_band_rules(bands: tuple[Engine, DemoCar]) -> None:
     )
 
 
+def test_moving_voice_visual_and_critical(bands: tuple[Engine, DemoCar]) -> None:
+    engine, car = bands
+    ramp(car, 0.0, [0.0, 20.0])
+    voice = engine.decide(request(modality="voice", text_length=500))
+    assert (voice.outcome, voice.rules) == (Outcome.ALLOW, ("moving-voice",))
+    status = engine.decide(request(category="navigation", text_length=40))
+    assert (status.outcome, status.rules) == (Outcome.ALLOW, ("moving-visual",))
+    critical = engine.decide(request(priority="critical", content="video"))
+    assert (critical.outcome, critical.rules, dict(critical.constraints)) == (
+        Outcome.DEGRADE,
+        ("critical",),
+        {"modality": "voice"},
+    )
+
+
 def test_band_edges_do_not_flap(bands: tuple[Engine, DemoCar]) -> None:
     engine, car = bands
     t = ramp(car, 0.0, [0.0, 3.0, 6.0, 9.0, 10.5])
