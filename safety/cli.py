@@ -8,6 +8,7 @@ policy, probes or log that cannot be loaded), with every problem printed as
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from .errors import DriveGateError
 from .replay import BUILTIN_PROBES, load_probes, replay_file, replay_virtual
 
 ROOT = Path(__file__).resolve().parents[1]
+# Modules that add subcommands (see _parser).  One line per module.
+COMMAND_MODULES: tuple[str, ...] = ()
 DEMO_VEHICLE = ROOT / "dbc" / "demo_sedan.yaml"
 DEFAULT_POLICY = ROOT / "policies" / "default.yaml"
 
@@ -51,16 +54,21 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="with --virtual: playback speed (1 = real time, 10 = ten times faster, 0 = as fast as possible)",
     )
-    sub.add_parser("demo", help="drive the demo sedan on a virtual bus and show the decisions changing")
+    rp.set_defaults(run=_replay)
+    demo_parser = sub.add_parser("demo", help="drive the demo sedan on a virtual bus and show the decisions changing")
+    demo_parser.set_defaults(run=lambda args: demo())
+    # Further commands live in their own modules: each has register(subparsers), which adds
+    # its parser with set_defaults(run=function(args) -> exit code).
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"safety.{module}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "replay":
-            return _replay(args)
-        return demo()
+        code: int = args.run(args)
+        return code
     except DriveGateError as exc:
         print(str(exc), file=sys.stderr)
         return 2
