@@ -9,15 +9,21 @@ unknown field or value, or an internal error gives ``deny`` with a reason naming
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import can
 
+from .budgets import BudgetTracker, DeferralQueue, DeferredEvent
 from .decision import Decision, Outcome
+from .decisionlog import DecisionLog
+from .errors import DriveGateError, Location
 from .evaluate import Evaluator, RuleTrace
 from .frames import FrameDecoder
 from .policy import CompiledPolicy, load_policy
@@ -26,6 +32,18 @@ from .request import validate_request
 from .state import StateSnapshot, VehicleState
 
 INVALID_REQUEST_RULE = "request-invalid"
+
+
+class PolicyCheckError(DriveGateError):
+    """A new policy loaded but failed its checks (lint, tests); the old one stays in force."""
+
+    code = "policy-check"
+
+    def __init__(self, file: str, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems), Location(file=file))
+
+
 INTERNAL_ERROR_RULE = "internal-error"
 
 
@@ -37,33 +55,107 @@ class Engine:
     clock, so a replay gives the same decisions every time.
     """
 
-    def __init__(self, profile: VehicleProfile, policy: CompiledPolicy) -> None:
+    def __init__(
+        self,
+        profile: VehicleProfile,
+        policy: CompiledPolicy,
+        *,
+        decision_log: DecisionLog | None = None,
+        ids: Callable[[], str] | None = None,
+        clock_ns: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
         self.profile = profile
-        self.policy = policy
         self._lock = threading.Lock()
-        self._state = VehicleState(
-            profile.max_ages(),
-            policy.state_config,
-            watch=policy.thresholds,
-            watch_values=policy.watched_values,
-        )
-        self._decoder = FrameDecoder(profile, self._state.update)
-        self._evaluator = Evaluator(policy)
+        self._budget_lock = threading.Lock()
         self.frames_seen = 0
         self.frames_ignored = 0  # error and remote frames
+        self._decoded_before = 0  # frames decoded by decoders replaced on reload
+        self._decoder: FrameDecoder
+        self._install(policy, None)
+        self._pending: CompiledPolicy | None = None
+        self.decision_log = decision_log
+        counter = itertools.count(1)
+        # Ids and the evaluation-time clock are injected (OPA style) so tests and replays are exact;
+        # the clock only measures how long a decision took, it never feeds one.
+        self._next_id = ids or (lambda: f"d-{next(counter):08d}")
+        self._clock_ns = clock_ns
+        self.deferred = DeferralQueue()
+
+    def _install(self, policy: CompiledPolicy, previous: VehicleState | None) -> None:
+        """Make ``policy`` the active one; caller holds the lock (or is the constructor)."""
+        if previous is None:
+            state = VehicleState(
+                self.profile.max_ages(),
+                policy.state_config,
+                watch=policy.thresholds,
+                watch_values=policy.watched_values,
+            )
+        else:
+            state = previous.carry_over(
+                policy.state_config, watch=policy.thresholds, watch_values=policy.watched_values
+            )
+            self._decoded_before += self._decoder.frames_decoded
+        self.policy = policy
+        self._state = state
+        self._decoder = FrameDecoder(self.profile, state.update)
+        self._evaluator = Evaluator(policy)
+        self._budgets = BudgetTracker(policy.doc.budgets)
         self._snap_values: Mapping[str, Any] | None = None
         self._snap_changes = -1
         self._snap_now = -math.inf
         self.warnings = tuple(
             f"policy workload trigger on '{t.signal}' is ignored: the vehicle profile does not provide it"
             for t in policy.state_config.triggers
-            if not self._state.provides(t.signal)
+            if not state.provides(t.signal)
         )
 
     @classmethod
-    def load(cls, vehicle: str | Path, policy: str | Path) -> Engine:
+    def load(
+        cls, vehicle: str | Path, policy: str | Path, *, decision_log: str | Path | DecisionLog | None = None
+    ) -> Engine:
         """Load a vehicle profile (and its DBC) and a policy.  Raises ``LoadError`` listing every problem."""
-        return cls(load_profile(vehicle), load_policy(policy))
+        log = DecisionLog(decision_log) if isinstance(decision_log, str | Path) else decision_log
+        return cls(load_profile(vehicle), load_policy(policy), decision_log=log)
+
+    # ------------------------------------------------------------------ policy changes
+    def reload(
+        self,
+        policy: str | Path | CompiledPolicy,
+        *,
+        checks: Iterable[Callable[[CompiledPolicy], Sequence[str]]] = (),
+    ) -> str:
+        """Swap to a new policy atomically; return "active" or "pending".
+
+        The new policy is loaded and every ``check`` (lint, the policy's own tests) must
+        return no problems first; on any failure this raises (``LoadError`` or
+        ``PolicyCheckError``) and the old policy stays in force.  Decisions in flight see the
+        old or the new policy, never a mix.  A policy with ``activation: {require_parked:
+        true}`` is held pending until the car is parked (as Android Automotive stages new
+        restrictions).
+        """
+        new = policy if isinstance(policy, CompiledPolicy) else load_policy(policy)
+        problems = [problem for check in checks for problem in check(new)]
+        if problems:
+            raise PolicyCheckError(new.file, problems)
+        with self._lock:
+            if new.requires_parked_to_activate and self._state.snapshot(None).driving_state != "parked":
+                self._pending = new
+                return "pending"
+            self._pending = None
+            self._install(new, self._state)
+            return "active"
+
+    @property
+    def pending_policy(self) -> CompiledPolicy | None:
+        """A policy waiting for the car to be parked, if any."""
+        return self._pending
+
+    def _activate_pending(self) -> None:
+        # Caller holds the lock.  Cheap unless a policy is pending.
+        pending = self._pending
+        if pending is not None and self._state.snapshot(None).driving_state == "parked":
+            self._pending = None
+            self._install(pending, self._state)
 
     # ------------------------------------------------------------------ input
     def on_frame(self, msg: can.Message) -> None:
@@ -81,84 +173,141 @@ class Engine:
         with self._lock:
             self.frames_seen += 1
             self._decoder.feed(timestamp, msg.arbitration_id, data, channel)
+            if self._pending is not None:
+                self._activate_pending()
 
     __call__ = on_frame  # so an Engine is itself a python-can MessageRecipient
 
     @property
     def frames_decoded(self) -> int:
-        return self._decoder.frames_decoded
+        return self._decoded_before + self._decoder.frames_decoded
 
     # ------------------------------------------------------------------ decisions
     def decide(self, request: Mapping[str, Any], now: float | None = None, *, explain: bool = False) -> Decision:
         """Decide one request at time ``now`` (default: the latest frame's time).
 
         Never raises: a malformed request or an internal error gives ``deny``.
-        With ``explain=True`` the reason lists every rule's result.
+        With ``explain=True`` the reason lists every rule's result.  Applies the policy's
+        run-time budgets, queues a deferred request that carries ``id`` and ``ttl_ms`` (see
+        :meth:`release_deferred`), and writes the decision log when one is configured.
         """
+        started = self._clock_ns()
         request_id = _request_id(request)
+        policy_hash = self.policy.hash
         try:
-            problem = validate_request(request)
-            values, state_time = self._values(now)
-            if problem is not None:
-                return Decision(
-                    Outcome.DENY,
-                    (INVALID_REQUEST_RULE,),
-                    f"invalid request: {problem.message}",
-                    {"field": problem.location.field},
-                    self.policy.hash,
-                    state_time,
-                    request_id,
-                )
-            if explain:
-                trace: list[RuleTrace] = []
-                verdict = self._evaluator.evaluate(values, request, trace)
-                shown = {True: "holds", False: "does not hold", None: "unknown (may hold)"}
-                lines = [
-                    f"{t.rule}: {shown[t.result]} -> {t.outcome.value}{' (exception)' if t.exception else ''}"
-                    for t in trace
-                ]
-                reason = verdict.reason + "\n" + "\n".join(lines)
-            else:
-                verdict = self._evaluator.verdict(values, request)
-                reason = verdict.reason
-            return Decision(
-                verdict.outcome,
-                verdict.rules,
-                reason,
-                verdict.constraints,
-                self.policy.hash,
-                state_time,
-                request_id,
-            )
+            values, state_time, policy, evaluator = self._values(now)
+            policy_hash = policy.hash
+            decision = self._decide(request, request_id, values, state_time, policy, evaluator, explain)
+            if decision.outcome is Outcome.DEFER and self.deferred.hold(request, state_time):
+                decision = replace(decision, reason=decision.reason + " (queued until deliverable or expired)")
         except Exception as exc:  # fail closed: an error while deciding is never an allow
-            return Decision(
+            values, state_time = {}, None
+            decision = Decision(
                 Outcome.DENY,
                 (INTERNAL_ERROR_RULE,),
                 f"internal error while deciding ({exc!r}); denied",
                 {},
-                self.policy.hash,
+                policy_hash,
                 None,
                 request_id,
             )
+        if self.decision_log is not None:
+            self._log(decision, request, values, state_time, started)
+        return decision
 
-    def _values(self, now: float | None) -> tuple[Mapping[str, Any], float | None]:
-        """State values at ``now`` for the evaluator; reused while no decision-relevant change happened."""
-        state = self._state
+    def _decide(
+        self,
+        request: Mapping[str, Any],
+        request_id: str | None,
+        values: Mapping[str, Any],
+        state_time: float | None,
+        policy: CompiledPolicy,
+        evaluator: Evaluator,
+        explain: bool,
+    ) -> Decision:
+        problem = validate_request(request)
+        if problem is not None:
+            return Decision(
+                Outcome.DENY,
+                (INVALID_REQUEST_RULE,),
+                f"invalid request: {problem.message}",
+                {"field": problem.location.field},
+                policy.hash,
+                state_time,
+                request_id,
+            )
+        if explain:
+            trace: list[RuleTrace] = []
+            verdict = evaluator.evaluate(values, request, trace)
+            shown = {True: "holds", False: "does not hold", None: "unknown (may hold)"}
+            lines = [
+                f"{t.rule}: {shown[t.result]} -> {t.outcome.value}{' (exception)' if t.exception else ''}"
+                for t in trace
+            ]
+            reason = verdict.reason + "\n" + "\n".join(lines)
+        else:
+            verdict = evaluator.verdict(values, request)
+            reason = verdict.reason
+        outcome, rules, constraints = verdict.outcome, verdict.rules, verdict.constraints
+        budgets = policy.doc.budgets
+        if budgets.rate_max is not None or budgets.glance_single_s is not None or budgets.glance_task_s is not None:
+            with self._budget_lock:
+                adjustment = self._budgets.check(request, outcome, constraints, values.get("driving_state"), state_time)
+            if adjustment is not None:
+                outcome, rules, constraints = adjustment.outcome, (*rules, adjustment.rule), adjustment.constraints
+                reason = f"{reason}; {adjustment.reason}"
+        return Decision(outcome, rules, reason, constraints, policy.hash, state_time, request_id)
+
+    def _log(
+        self,
+        decision: Decision,
+        request: Any,
+        values: Mapping[str, Any],
+        state_time: float | None,
+        started: int,
+    ) -> None:
+        try:
+            ages = self.state(state_time).ages if state_time is not None else {}
+            elapsed_us = (self._clock_ns() - started) / 1000.0
+            assert self.decision_log is not None
+            self.decision_log.write(self._next_id(), decision, request, values, ages, elapsed_us)
+        except Exception as exc:  # the audit log never turns a decision into a crash
+            self.log_errors += 1
+            self.last_log_error = repr(exc)
+
+    log_errors = 0
+    last_log_error = ""
+
+    def release_deferred(self, now: float | None = None) -> list[DeferredEvent]:
+        """Re-decide the deferred queue at ``now``: which requests became deliverable, which expired."""
+        if now is None:
+            now = self._state.latest_time
+        if now is None:
+            return []
+        at = now
+        return self.deferred.release(at, lambda request: self.decide(request, at))
+
+    def _values(self, now: float | None) -> tuple[Mapping[str, Any], float | None, CompiledPolicy, Evaluator]:
+        """State values at ``now``, with the policy and evaluator in force, read together.
+
+        The values are reused while no decision-relevant change happened.
+        """
         with self._lock:
+            state, policy, evaluator = self._state, self.policy, self._evaluator
             if now is None:
                 now = state.latest_time
             if now is None:
-                return state.snapshot(None).values, None
+                return state.snapshot(None).values, None, policy, evaluator
             if now >= self._snap_now:
                 state.expire(now)
                 if state.changes == self._snap_changes and self._snap_values is not None:
                     self._snap_now = now
-                    return self._snap_values, now
+                    return self._snap_values, now, policy, evaluator
                 values = state.snapshot(now).values
                 self._snap_values, self._snap_changes, self._snap_now = values, state.changes, now
-                return values, now
+                return values, now, policy, evaluator
             # A ``now`` earlier than one already asked: compute afresh, leave the cache alone.
-            return state.snapshot(now).values, now
+            return state.snapshot(now).values, now, policy, evaluator
 
     def state(self, now: float | None = None) -> StateSnapshot:
         """The vehicle state at ``now`` (default: the latest frame's time)."""
@@ -171,7 +320,11 @@ class Engine:
         with self._lock:
             return {
                 "frames_seen": self.frames_seen,
-                "frames_decoded": self._decoder.frames_decoded,
+                "frames_decoded": self.frames_decoded,
+                "deferred_pending": len(self.deferred.pending),
+                "deferred_expired": self.deferred.expired_count,
+                "deferred_delivered": self.deferred.delivered_count,
+                "decision_log_errors": self.log_errors,
                 "frames_ignored": self.frames_ignored,
                 "implausible": dict(self._state.counters.implausible),
                 "invalid": dict(self._state.counters.invalid),

@@ -55,6 +55,9 @@ REQUEST_FIELDS: dict[str, RequestField] = {
         RequestField("text_length", "number", False, description="characters of text to show"),
         RequestField("list_items", "number", False, description="items in a list to show"),
         RequestField("text", "string", False, description="the text itself (masked in logs)"),
+        RequestField("task_id", "string", False, description="the task this step belongs to (glance budget)"),
+        RequestField("glance_ms", "number", False, description="estimated eyes-off-road time of this step"),
+        RequestField("ttl_ms", "number", False, description="a deferred request is kept this long"),
     )
 }
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .signals import CANONICAL_SIGNALS
@@ -143,6 +143,36 @@ class VehicleState:
         # The angle feeds the derived rate on every sample, repeated or not.
         self._rate_source = frozenset({"steering_angle"} if self.derive_rate else ())
         self.fast_repeats = True  # tests turn it off to prove it changes nothing
+
+    def carry_over(
+        self,
+        config: StateConfig,
+        *,
+        watch: Mapping[str, tuple[float, ...]] | None = None,
+        watch_values: Iterable[str] = (),
+    ) -> VehicleState:
+        """A tracker with new thresholds (a new policy) that keeps every signal's latest sample.
+
+        The derived states restart from the latest values under the new thresholds, as at
+        start-up (a value between two thresholds starts on the demanding side).
+        """
+        fresh = VehicleState(
+            {n: s.max_age for n, s in self._signals.items() if n != "steering_rate" or not self.derive_rate},
+            config,
+            watch=watch,
+            watch_values=watch_values,
+        )
+        for name, sig in self._signals.items():
+            fresh._signals[name] = replace(sig)
+        fresh._rate_ref = self._rate_ref
+        fresh.counters = self.counters
+        fresh.latest_time = self.latest_time
+        for name, sig in sorted(fresh._signals.items(), key=lambda item: item[1].time):
+            if sig.time != -math.inf:
+                fresh._evolve(name, sig.value, sig.time)
+                fresh._track(name, sig.value, sig.time)
+        fresh.changes += 1
+        return fresh
 
     # ------------------------------------------------------------------ updates
     def provides(self, name: str) -> bool:

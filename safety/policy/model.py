@@ -55,8 +55,8 @@ def condition_fields(speed_bands: tuple[str, ...] = ()) -> dict[str, FieldSpec]:
     if speed_bands:
         fields["speed_band"] = FieldSpec("speed_band", "state", "enum", speed_bands)
     for req in REQUEST_FIELDS.values():
-        if req.name in ("id", "text"):
-            continue  # identifiers and content are never policy inputs
+        if req.name in ("id", "text", "task_id", "glance_ms", "ttl_ms"):
+            continue  # identifiers, content and run-time budget inputs are never rule inputs
         fields[req.name] = FieldSpec(req.name, "request", req.kind, req.values)
     return fields
 
@@ -143,6 +143,18 @@ class StateSection:
 
 
 @dataclass(frozen=True)
+class Budgets:
+    """Interaction budgets enforced at run time (beyond what a stateless rule can say)."""
+
+    glance_single_s: float | None = None  # NHTSA: single glance <= 2 s
+    glance_task_s: float | None = None  # NHTSA: total eyes-off-road <= 12 s per task
+    glance_ref: str = ""
+    rate_max: int | None = None  # notifications per window while not parked
+    rate_window_s: float = 60.0
+    rate_ref: str = ""
+
+
+@dataclass(frozen=True)
 class PolicyDoc:
     """A whole parsed policy."""
 
@@ -155,4 +167,4 @@ class PolicyDoc:
     rules: tuple[Rule, ...]
     content_hash: str
     requires_parked_to_activate: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    budgets: Budgets = field(default_factory=Budgets)

@@ -14,6 +14,7 @@ from ..signals import CANONICAL_SIGNALS
 from .model import (
     AllOf,
     AnyOf,
+    Budgets,
     Condition,
     FieldSpec,
     Hysteresis,
@@ -27,7 +28,7 @@ from .model import (
     condition_fields,
 )
 
-TOP_KEYS = ("version", "name", "description", "default", "state", "rules", "activation")
+TOP_KEYS = ("version", "name", "description", "default", "state", "rules", "activation", "budgets")
 RULE_KEYS = ("id", "ref", "description", "when", "outcome", "constraints", "exception", "reason")
 STATE_KEYS = ("standstill", "workload", "speed_bands")
 CONSTRAINT_KEYS: dict[str, tuple[str, ...]] = {
@@ -76,6 +77,7 @@ def _parse_doc(path: str, root: Node, check: Checker) -> PolicyDoc | None:
     if activation is not None and check.mapping(activation, "activation", ("require_parked",)):
         node = activation.get("require_parked")
         parked_only = bool(node is not None and check.boolean(node, "activation.require_parked"))
+    budgets = _parse_budgets(root.get("budgets"), check)
     canonical = json.dumps(root.plain(), sort_keys=True, separators=(",", ":"), default=str)
     content_hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return PolicyDoc(
@@ -88,7 +90,37 @@ def _parse_doc(path: str, root: Node, check: Checker) -> PolicyDoc | None:
         rules=rules,
         content_hash=content_hash,
         requires_parked_to_activate=parked_only,
+        budgets=budgets,
     )
+
+
+def _parse_budgets(node: Node | None, check: Checker) -> Budgets:
+    if node is None or not check.mapping(node, "budgets", ("glance", "notifications")):
+        return Budgets()
+    single = task = None
+    glance_ref = rate_ref = ""
+    rate_max: int | None = None
+    window = 60.0
+    if (glance := node.get("glance")) is not None and check.mapping(
+        glance, "budgets.glance", ("single_ms", "task_ms", "ref")
+    ):
+        if (n := glance.get("single_ms")) is not None:
+            single = (check.number(n, "budgets.glance.single_ms", minimum=1) or 0) / 1000 or None
+        if (n := glance.get("task_ms")) is not None:
+            task = (check.number(n, "budgets.glance.task_ms", minimum=1) or 0) / 1000 or None
+        if (n := glance.get("ref")) is not None:
+            glance_ref = check.string(n, "budgets.glance.ref") or ""
+    if (rate := node.get("notifications")) is not None and check.mapping(
+        rate, "budgets.notifications", ("max", "window_s", "ref"), ("max",)
+    ):
+        if (n := rate.get("max")) is not None:
+            number = check.number(n, "budgets.notifications.max", minimum=1)
+            rate_max = int(number) if number is not None else None
+        if (n := rate.get("window_s")) is not None:
+            window = check.number(n, "budgets.notifications.window_s", minimum=0.001) or window
+        if (n := rate.get("ref")) is not None:
+            rate_ref = check.string(n, "budgets.notifications.ref") or ""
+    return Budgets(single, task, glance_ref, rate_max, window, rate_ref)
 
 
 def _parse_default(node: Node | None, check: Checker) -> tuple[Outcome | None, str]:
