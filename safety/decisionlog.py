@@ -8,14 +8,15 @@ library's ``RotatingFileHandler``; message text is masked.
 from __future__ import annotations
 
 import json
-import logging
-import logging.handlers
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .decision import Decision
 
@@ -23,29 +24,23 @@ RECORD_VERSION = 1
 MASKED = "***"
 
 
-class _SyncingHandler(logging.handlers.RotatingFileHandler):
-    """Writes one line per record; flushes always, fsyncs when asked."""
-
-    def __init__(self, path: str, max_bytes: int, backups: int, fsync: bool) -> None:
-        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
-        self.fsync = fsync
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    def flush(self) -> None:
-        super().flush()
-        if self.fsync and self.stream is not None:
-            os.fsync(self.stream.fileno())
-
-
 class DecisionLog:
-    """Appends decision records to ``path`` (rotated at ``max_bytes``, ``backups`` kept)."""
+    """Appends decision records to ``path``, rotated at ``max_bytes`` with ``backups`` kept.
+
+    Each record is one ``write`` plus a flush (and an fsync when asked), so a record is on
+    disk, or at least in the kernel, before ``decide`` returns.  Rotation is by a byte count
+    kept in memory: the standard ``RotatingFileHandler`` seeks and tells on every record,
+    which doubles the cost of a decision.
+    """
 
     def __init__(self, path: str | Path, *, max_bytes: int = 10_000_000, backups: int = 5, fsync: bool = False) -> None:
         self.path = str(path)
-        self._handler = _SyncingHandler(self.path, max_bytes, backups, fsync)
-        self._logger = logging.Logger(f"drivegate.decisions.{id(self)}")
-        self._logger.propagate = False
-        self._logger.addHandler(self._handler)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the log's life
+        self._size = self._file.tell()
 
     def write(
         self,
@@ -61,10 +56,8 @@ class DecisionLog:
             "decision_id": decision_id,
             "time": decision.state_time,
             "request": mask(request),
-            "state": {
-                name: {"value": value, "age_s": None if ages.get(name) is None else round(ages[name] or 0.0, 6)}
-                for name, value in state.items()
-            },
+            "state": dict(state),
+            "ages": ages,
             "outcome": decision.outcome.value,
             "rules": list(decision.rules),
             "constraints": dict(decision.constraints),
@@ -72,10 +65,31 @@ class DecisionLog:
             "policy_hash": decision.policy_hash,
             "eval_us": round(eval_us, 3),
         }
-        self._logger.info(json.dumps(record, separators=(",", ":"), default=str))
+        # orjson: a quarter of the cost of json.dumps on this record, which sits on the decision path.
+        line = orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+        with self._lock:
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._rotate()
+            self._file.write(line)
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.fileno())
+            self._size += len(line)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for i in range(self.backups - 1, 0, -1):
+            older = f"{self.path}.{i}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.path}.{i + 1}")
+        if self.backups > 0:
+            os.replace(self.path, f"{self.path}.1")
+        self._file = open(self.path, "wb")  # noqa: SIM115
+        self._size = 0
 
     def close(self) -> None:
-        self._handler.close()
+        with self._lock:
+            self._file.close()
 
 
 def mask(request: Any) -> Any:

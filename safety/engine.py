@@ -267,7 +267,7 @@ class Engine:
         started: int,
     ) -> None:
         try:
-            ages = self.state(state_time).ages if state_time is not None else {}
+            ages = self._state.ages(state_time) if state_time is not None else {}
             elapsed_us = (self._clock_ns() - started) / 1000.0
             assert self.decision_log is not None
             self.decision_log.write(self._next_id(), decision, request, values, ages, elapsed_us)

@@ -392,6 +392,12 @@ class VehicleState:
         self.next_expiry = following
 
     # ------------------------------------------------------------------ queries
+    def ages(self, now: float) -> dict[str, float | None]:
+        """Seconds since each signal's last frame at ``now`` (None: never received)."""
+        return {
+            name: None if sig.time == -math.inf else max(now - sig.time, 0.0) for name, sig in self._signals.items()
+        }
+
     def snapshot(self, now: float | None = None) -> StateSnapshot:
         """The state at ``now`` (default: the latest frame time).  Never reads a clock."""
         if now is None:

@@ -79,7 +79,8 @@ def test_decision_log_records(tmp_path: Path) -> None:
     assert first["v"] == 1 and first["decision_id"] == "a1"
     assert first["request"]["text"] == "***" and first["request"]["id"] == "m1"
     assert (first["outcome"], first["rules"], first["eval_us"]) == ("allow", ["glanceable-visual"], 12.0)
-    assert first["state"]["speed"]["value"] == 45.0 and first["state"]["speed"]["age_s"] == 0.0
+    assert first["state"]["speed"] == 45.0 and first["ages"]["speed"] == 0.0
+    assert first["state"]["driving_state"] == "moving" and first["state"]["workload"] == "low"
     assert first["policy_hash"] == engine.policy.hash and first["time"] == 0.2
     assert (second["decision_id"], second["outcome"], second["rules"], second["eval_us"]) == (
         "a2",
