@@ -28,6 +28,13 @@ def drive_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def replay_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """``drivegate replay`` with the demo vehicle and default policy, as a real process."""
+    command = [sys.executable, "-m", "safety.cli", "replay", *args]
+    command += ["--vehicle", str(DEMO_VEHICLE), "--policy", str(DEFAULT_POLICY)]
+    return subprocess.run(command, capture_output=True, text=True, check=check)
+
+
 def timeline(
     log: Path, vehicle: Path = DEMO_VEHICLE, *, virtual: bool = False, **kw: object
 ) -> list[dict[str, object]]:
@@ -42,24 +49,7 @@ def timeline(
 
 def test_cli_replay_of_the_demo_drive(drive_log: Path, tmp_path: Path) -> None:
     out = tmp_path / "timeline.jsonl"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "safety.cli",
-            "replay",
-            str(drive_log),
-            "--vehicle",
-            str(DEMO_VEHICLE),
-            "--policy",
-            str(DEFAULT_POLICY),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = replay_cli(str(drive_log), "--out", str(out))
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     first = lines[0]
@@ -129,22 +119,7 @@ def test_every_log_format_gives_the_same_states(tmp_path: Path, suffix: str) -> 
 def test_foreign_csv_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text("when,who,what\n1.0,2,3\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "safety.cli",
-            "replay",
-            str(path),
-            "--vehicle",
-            str(DEMO_VEHICLE),
-            "--policy",
-            str(DEFAULT_POLICY),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = replay_cli(str(path))
     assert result.returncode == 2
     assert f"{path}:1" in result.stderr and "when,who,what" in result.stderr
     assert result.stdout == ""
@@ -168,24 +143,7 @@ def test_probes_file(drive_log: Path, tmp_path: Path) -> None:
         "priority: low}\n- {id: bad, kind: interaction, category: media, modality: visual, "
         "content: hologram, priority: low}\n"
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "safety.cli",
-            "replay",
-            str(drive_log),
-            "--vehicle",
-            str(DEMO_VEHICLE),
-            "--policy",
-            str(DEFAULT_POLICY),
-            "--probes",
-            str(probes),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = replay_cli(str(drive_log), "--probes", str(probes))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"{probes}:2:76: bad-request: unknown content 'hologram'; expected one of: "
@@ -194,24 +152,7 @@ def test_probes_file(drive_log: Path, tmp_path: Path) -> None:
     probes.write_text(
         "- {id: movie, kind: interaction, category: media, modality: visual, content: video, priority: low}\n"
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "safety.cli",
-            "replay",
-            str(drive_log),
-            "--vehicle",
-            str(DEMO_VEHICLE),
-            "--policy",
-            str(DEFAULT_POLICY),
-            "--probes",
-            str(probes),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = replay_cli(str(drive_log), "--probes", str(probes), check=True)
     decisions = {json.loads(line)["decisions"]["movie"] for line in result.stdout.splitlines()}
     assert decisions == {"allow", "deny"}
 
