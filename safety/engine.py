@@ -24,7 +24,8 @@ from .budgets import BudgetTracker, DeferralQueue, DeferredEvent
 from .decision import Decision, Outcome
 from .decisionlog import DecisionLog
 from .errors import DriveGateError, Location
-from .evaluate import Evaluator, RuleTrace
+from .evaluate import Evaluator
+from .explain import Explainer, Explanation
 from .frames import FrameDecoder
 from .policy import CompiledPolicy, load_policy
 from .profile import VehicleProfile, load_profile
@@ -236,18 +237,8 @@ class Engine:
                 state_time,
                 request_id,
             )
-        if explain:
-            trace: list[RuleTrace] = []
-            verdict = evaluator.evaluate(values, request, trace)
-            shown = {True: "holds", False: "does not hold", None: "unknown (may hold)"}
-            lines = [
-                f"{t.rule}: {shown[t.result]} -> {t.outcome.value}{' (exception)' if t.exception else ''}"
-                for t in trace
-            ]
-            reason = verdict.reason + "\n" + "\n".join(lines)
-        else:
-            verdict = evaluator.verdict(values, request)
-            reason = verdict.reason
+        verdict = evaluator.verdict(values, request)
+        reason = verdict.reason
         outcome, rules, constraints = verdict.outcome, verdict.rules, verdict.constraints
         budgets = policy.doc.budgets
         if budgets.rate_max is not None or budgets.glance_single_s is not None or budgets.glance_task_s is not None:
@@ -256,7 +247,19 @@ class Engine:
             if adjustment is not None:
                 outcome, rules, constraints = adjustment.outcome, (*rules, adjustment.rule), adjustment.constraints
                 reason = f"{reason}; {adjustment.reason}"
+        else:
+            adjustment = None
+        if explain:
+            explanation = Explainer(policy, evaluator).explain(values, request, time=state_time, budget=adjustment)
+            reason += "\n" + explanation.render()
         return Decision(outcome, rules, reason, constraints, policy.hash, state_time, request_id)
+
+    def explain(self, request: Mapping[str, Any], now: float | None = None) -> Explanation:
+        """The whole evaluation of ``request`` at ``now``, as data (consumes no budget)."""
+        values, state_time, policy, evaluator = self._values(now)
+        with self._lock:
+            unknown = self._state.snapshot(state_time).unknown if state_time is not None else {}
+        return Explainer(policy, evaluator).explain(values, request, time=state_time, why_unknown=unknown)
 
     def _log(
         self,

@@ -145,7 +145,7 @@ class Evaluator:
         if trace is not None:
             self._evaluate_once(state, request, trace)
         rules = tuple(dict.fromkeys(r for v in worst for r in v.rules))
-        reason = "; ".join(dict.fromkeys(v.reason for v in worst))
+        reason = "; ".join(dict.fromkeys(part for v in worst for part in v.reason.split("; ")))
         constraints = _merge_dicts([v.constraints for v in worst])
         return Verdict(worst[0].outcome, rules, reason, constraints)
 
@@ -187,7 +187,7 @@ class Evaluator:
             if cap_rank < rank:
                 outcome = Outcome(_OUTCOME_BY_RANK[cap_rank])
                 constraints = merge_constraints(capping)
-                reasons = [r.reason for r in capping] + [f"(instead of {_OUTCOME_BY_RANK[rank]})"]
+                reasons = [f"{r.reason} (instead of {_OUTCOME_BY_RANK[rank]})" for r in capping]
                 rule_ids = [r.id for r in capping]
             elif cap_rank == rank:
                 constraints = merge_constraints(deciding + capping)

@@ -167,6 +167,9 @@ class VehicleState:
         fresh._rate_ref = self._rate_ref
         fresh.counters = self.counters
         fresh.latest_time = self.latest_time
+        # A workload hold in progress stays in force: a reload must never relax it early.
+        fresh._high_until = self._high_until
+        fresh._hold_pending = self._hold_pending
         for name, sig in sorted(fresh._signals.items(), key=lambda item: item[1].time):
             if sig.time != -math.inf:
                 fresh._evolve(name, sig.value, sig.time)
@@ -314,7 +317,8 @@ class VehicleState:
             else:
                 x = abs(value) if trig.use_abs else value
                 active = self._trigger_active[i]
-                if active:
+                # Starting up (None) inside the hysteresis band counts as active: the demanding side.
+                if active is None or active:
                     self._trigger_active[i] = x >= trig.off
                 else:
                     self._trigger_active[i] = x >= trig.on

@@ -87,7 +87,7 @@ def test_no_flapping_between_thresholds(speeds: list[float]) -> None:
 @given(st.lists(st.floats(min_value=46.0, max_value=89.9), min_size=1, max_size=60))
 def test_workload_hysteresis_holds(angles: list[float]) -> None:
     s = tracker()
-    drive(s, 0.0, 30.0, "D", 46.0)
+    drive(s, 0.0, 30.0, "D", 40.0)
     for i, a in enumerate(angles, start=1):
         drive(s, i * 0.04, 30.0, "D", a)
         assert s.snapshot().workload == "low"  # never reached the entry threshold
@@ -201,3 +201,23 @@ def test_repeated_values_fast_path_changes_nothing(samples: list[tuple[str, obje
         assert fast.snapshot(t) == full.snapshot(t)
         assert fast.changes == full.changes
         assert fast.snapshot(t + 0.5) == full.snapshot(t + 0.5)
+
+
+def test_starting_inside_a_trigger_band_is_high() -> None:
+    """At start-up a value between release and entry thresholds counts as high (fail closed)."""
+    s = tracker()
+    drive(s, 0.0, 30.0, "D", 60.0)
+    assert s.snapshot().workload == "high"
+    drive(s, 0.04, 30.0, "D", 40.0)
+    assert s.snapshot().workload == "high"  # held for 1 s after the trigger releases
+    assert s.snapshot(1.05).workload == "unknown"  # angle stale by then
+    assert tracker().snapshot().workload == "unknown"
+
+
+def test_carry_over_keeps_a_workload_hold() -> None:
+    s = tracker()
+    drive(s, 0.0, 30.0, "R")
+    drive(s, 0.02, 30.0, "D")
+    moved = s.carry_over(CONFIG)
+    assert moved.snapshot(0.03).workload == "high"  # the 1 s hold after reverse survives a reload
+    assert moved.snapshot(0.03).values["speed"] == 30.0

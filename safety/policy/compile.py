@@ -173,7 +173,7 @@ def _cell_function(spec: FieldSpec, constants: set[Any]) -> Callable[[Any], Any]
 
 
 def _compile_rule(rule: Rule, fields: Mapping[str, FieldSpec]) -> CompiledRule:
-    test: Predicate = _always if rule.when is None else _compile(rule.when, fields)
+    test: Predicate = _always if rule.when is None else compile_condition(rule.when, fields)
     return CompiledRule(
         id=rule.id,
         ref=rule.ref,
@@ -191,18 +191,18 @@ def _always(state: Mapping[str, Any], request: Mapping[str, Any]) -> Tri:
     return True
 
 
-def _compile(cond: Condition, fields: Mapping[str, FieldSpec]) -> Predicate:
+def compile_condition(cond: Condition, fields: Mapping[str, FieldSpec]) -> Predicate:
     if isinstance(cond, Test):
         return _compile_test(cond, fields[cond.field].source == "state")
     if isinstance(cond, NotOf):
-        inner = _compile(cond.item, fields)
+        inner = compile_condition(cond.item, fields)
 
         def not_(s: Mapping[str, Any], r: Mapping[str, Any]) -> Tri:
             x = inner(s, r)
             return None if x is None else not x
 
         return not_
-    parts = tuple(_compile(item, fields) for item in cond.items)
+    parts = tuple(compile_condition(item, fields) for item in cond.items)
     if isinstance(cond, AllOf):
 
         def all_(s: Mapping[str, Any], r: Mapping[str, Any]) -> Tri:
