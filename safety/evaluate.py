@@ -9,7 +9,8 @@ The combination, documented for policy authors (README, "Rule combination"):
    text, fewest items, voice over visual); several ``defer`` rules take the longest wait.
 3. Exceptions (``exception: true``) cap the result: if an exception rule holds, the
    decision is never more restrictive than the most restrictive such exception (e.g.
-   critical priority always gets through by voice).
+   critical priority always gets through by voice).  Constraints of rules that hold at
+   the capped rank still apply.
 4. Unknown values (stale or invalid signals, unknown driving state or workload, optional
    request fields left out) are evaluated as every value they could take: the policy is
    evaluated once per combination of the cells of the unknown fields, and the most
@@ -186,9 +187,13 @@ class Evaluator:
             capping = [r for r in exceptions if r.rank == cap_rank]
             if cap_rank < rank:
                 outcome = Outcome(_OUTCOME_BY_RANK[cap_rank])
-                constraints = merge_constraints(capping)
+                # Rules that hold at the capped rank still apply: a capped keyboard request
+                # keeps its voice input (the cap relaxes the outcome, never the constraints).
+                same_rank = [r for r in contributing if r.rank == cap_rank]
+                constraints = merge_constraints(same_rank + capping)
                 reasons = [f"{r.reason} (instead of {_OUTCOME_BY_RANK[rank]})" for r in capping]
-                rule_ids = [r.id for r in capping]
+                reasons += [r.reason for r in same_rank]
+                rule_ids = [r.id for r in capping] + [r.id for r in same_rank]
             elif cap_rank == rank:
                 constraints = merge_constraints(deciding + capping)
                 reasons += [r.reason for r in capping]

@@ -389,9 +389,13 @@ class Explainer:
             capping = [r for r, _ in exceptions if r.rank == cap_rank]
             ids = ", ".join(r.id for r in capping)
             if cap_rank < rank:
-                outcome, rule_ids = _outcome(cap_rank), tuple(r.id for r in capping)
-                constraints = merge_constraints(capping)
+                same_rank = [r for r, _ in contributing if r.rank == cap_rank]
+                outcome = _outcome(cap_rank)
+                rule_ids = tuple(r.id for r in capping) + tuple(r.id for r in same_rank)
+                constraints = merge_constraints(same_rank + capping)
                 cap_note = f"exception {ids} caps {before.value} at {outcome.value}"
+                if same_rank:
+                    cap_note += f"; the constraints of {', '.join(r.id for r in same_rank)} still apply"
             elif cap_rank == rank:
                 constraints = merge_constraints(deciding + capping)
                 rule_ids += tuple(r.id for r in capping)

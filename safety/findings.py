@@ -1,0 +1,448 @@
+"""Lint findings, the checks of a policy's constants, and how cells and verdicts are shown.
+
+The whole-space analysis that produces most findings is ``safety.analysis``; this module
+holds what it shares with ``lint`` and ``compare``.  The codes:
+
+- ``unreachable-rule``: the rule holds in no combination that can occur;
+- ``shadowed-rule``: wherever it holds, the decision is the same without it and another
+  rule alone already decides the same (named); ``redundant-rule``: the decision is the same
+  without it, but no single other rule accounts for that (the default, or several rules);
+- ``conflict``: two ordinary rules with different outcomes hold together somewhere and
+  neither's condition implies the other's, so only "most restrictive wins" decides;
+- ``gap``: combinations where no ordinary rule holds and the default decides, grouped;
+- ``threshold-out-of-range``, ``narrow-hysteresis``, ``weak-ref``: checks of the constants;
+- ``unmapped-signal`` (``lint --vehicle``), ``analysis-limit`` (a walk ran out of budget).
+
+It also holds the result of ``compare`` and the order of strictness it uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from .errors import Location
+from .evaluate import Evaluator, Verdict
+from .policy.compile import CompiledPolicy, CompiledRule
+from .policy.model import PolicyDoc, Test
+from .signals import CANONICAL_SIGNALS
+from .space import OTHER, Interval, Region, Space
+
+Severity = Literal["error", "warning"]
+MIN_REF = 8  # characters: shorter refs ("AAOS") do not name a clause
+# Narrowest sensible hysteresis per signal (units of the signal): wheel-speed noise is
+# about 0.5 km/h, steering-angle sensors jitter by a degree or two.
+MIN_HYSTERESIS = {"speed": 1.0, "steering_angle": 5.0, "steering_rate": 10.0, "accelerator_pedal": 2.0}
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    """One problem found in a policy: a stable code, a severity, a place and a message."""
+
+    code: str
+    severity: Severity
+    location: Location
+    message: str
+    example: Mapping[str, Any] | None = None  # {"state": {...}, "request": {...}} where it shows
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.code}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``drivegate lint --format json``)."""
+        out: dict[str, Any] = {
+            "file": self.location.file,
+            "line": self.location.line,
+            "col": self.location.col,
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+        }
+        if self.example is not None:
+            out["example"] = dict(self.example)
+        return out
+
+
+# ---------------------------------------------------------------------- constants
+def constant_findings(doc: PolicyDoc) -> list[LintFinding]:
+    """Thresholds outside physical ranges, too-narrow hysteresis, refs too short to name a clause."""
+    out: list[LintFinding] = []
+    for rule in doc.rules:
+        if len(rule.ref.strip()) < MIN_REF:
+            out.append(
+                LintFinding(
+                    "weak-ref",
+                    "warning",
+                    rule.loc,
+                    f"rule '{rule.id}': ref '{rule.ref}' is too short to name a clause ({len(rule.ref.strip())} "
+                    f"characters, fewer than {MIN_REF}); give the document and the clause, e.g. 'NHTSA-VM §V.F(a)'",
+                )
+            )
+        for test in condition_tests(rule.when):
+            out += _test_range(rule.id, test)
+    st = doc.state
+    speed_top = CANONICAL_SIGNALS["speed"].physical_range or (0.0, math.inf)
+    if st.standstill is not None:
+        for key, value in (("on_below", st.standstill.on), ("off_above", st.standstill.off)):
+            if value > max(abs(speed_top[0]), speed_top[1]):
+                out.append(_out_of_range(st.standstill.loc, f"state.standstill.{key}", "speed", value, abs_=True))
+        width = st.standstill.off - st.standstill.on
+        if width < MIN_HYSTERESIS["speed"]:
+            out.append(
+                LintFinding(
+                    "narrow-hysteresis",
+                    "warning",
+                    st.standstill.loc,
+                    f"state.standstill: on_below ({st.standstill.on:g}) and off_above ({st.standstill.off:g}) are "
+                    f"{width:g} km/h apart, under {MIN_HYSTERESIS['speed']:g} km/h: wheel-speed noise will make "
+                    "driving_state flap",
+                )
+            )
+    for i, trig in enumerate(st.workload_triggers):
+        if trig.threshold is None:
+            continue
+        what = f"state.workload.high_when[{i}]"
+        spec = CANONICAL_SIGNALS[trig.signal]
+        for key, value in (("on_above", trig.threshold.on), ("off_below", trig.threshold.off)):
+            if spec.physical_range is not None and not _in_range(value, spec.physical_range, trig.use_abs):
+                out.append(_out_of_range(trig.loc, f"{what}.{key}", trig.signal, value, abs_=trig.use_abs))
+        width = trig.threshold.on - trig.threshold.off
+        minimum = MIN_HYSTERESIS.get(trig.signal)
+        if minimum is not None and width < minimum:
+            out.append(
+                LintFinding(
+                    "narrow-hysteresis",
+                    "warning",
+                    trig.loc,
+                    f"{what}: on_above ({trig.threshold.on:g}) and off_below ({trig.threshold.off:g}) are {width:g} "
+                    f"{spec.unit} apart, under {minimum:g} {spec.unit}: {trig.signal} noise will make workload flap",
+                )
+            )
+    if st.speed_bands:
+        for i, band in enumerate(st.speed_bands):
+            if band.below is not None and band.below > speed_top[1]:
+                out.append(_out_of_range(band.loc, f"state.speed_bands.bands[{i}].below", "speed", band.below, True))
+        if st.band_hysteresis < MIN_HYSTERESIS["speed"]:
+            out.append(
+                LintFinding(
+                    "narrow-hysteresis",
+                    "warning",
+                    st.speed_bands[0].loc,
+                    f"state.speed_bands: hysteresis {st.band_hysteresis:g} km/h is under "
+                    f"{MIN_HYSTERESIS['speed']:g} km/h: speed_band will flap at the band edges",
+                )
+            )
+    return out
+
+
+def condition_tests(cond: Any) -> Iterator[Test]:
+    """Every leaf test of a condition (none for a rule without ``when``)."""
+    if cond is None:
+        return
+    if isinstance(cond, Test):
+        yield cond
+    elif hasattr(cond, "items"):
+        for item in cond.items:
+            yield from condition_tests(item)
+    else:
+        yield from condition_tests(cond.item)
+
+
+def _in_range(value: float, bounds: tuple[float, float], abs_: bool) -> bool:
+    low, high = bounds
+    if abs_:
+        return 0 <= value <= max(abs(low), abs(high))
+    return low <= value <= high
+
+
+def _out_of_range(loc: Location, what: str, signal: str, value: float, abs_: bool, sep: str = ": ") -> LintFinding:
+    spec = CANONICAL_SIGNALS[signal]
+    low, high = spec.physical_range or (-math.inf, math.inf)
+    shown = f"0..{max(abs(low), abs(high)):g}" if abs_ else f"{low:g}..{high:g}"
+    return LintFinding(
+        "threshold-out-of-range",
+        "error",
+        loc,
+        f"{what}{sep}{value:g} {spec.unit} is outside the physical range of {'|' + signal + '|' if abs_ else signal} "
+        f"({shown} {spec.unit})",
+    )
+
+
+def _test_range(rule_id: str, test: Test) -> list[LintFinding]:
+    values = test.value if isinstance(test.value, tuple) else (test.value,)
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    spec = CANONICAL_SIGNALS.get(test.field)
+    out = []
+    for v in numbers:
+        if spec is not None and spec.physical_range is not None and not _in_range(v, spec.physical_range, False):
+            found = _out_of_range(test.loc, f"rule '{rule_id}': {test.field} {test.op}", test.field, v, False, " ")
+            out.append(replace(found, message=found.message + "; values there are implausible and read as unknown"))
+        elif spec is None and v < 0:
+            out.append(
+                LintFinding(
+                    "threshold-out-of-range",
+                    "error",
+                    test.loc,
+                    f"rule '{rule_id}': {test.field} {test.op} {v:g}: request numbers are whole numbers >= 0",
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------- verdicts
+def _true(state: Mapping[str, Any], request: Mapping[str, Any]) -> bool:
+    return True
+
+
+class Verdicts:
+    """The engine's verdict for a set of holding rules (a bit mask), memoised.
+
+    The combination is the evaluator's own: ``_evaluate_once`` on a policy made of just the
+    rules that hold, each taken to hold.
+    """
+
+    def __init__(self, policy: CompiledPolicy) -> None:
+        self.policy = policy
+        self.always = [replace(rule, test=_true) for rule in policy.rules]
+        self.memo: dict[int, Verdict] = {}
+
+    def __call__(self, mask: int) -> Verdict:
+        found = self.memo.get(mask)
+        if found is None:
+            rules = tuple(self.always[i] for i in bits(mask))
+            found = Evaluator(replace(self.policy, rules=rules))._evaluate_once({}, {}, None)
+            self.memo[mask] = found
+        return found
+
+
+def decision_key(verdict: Verdict) -> tuple[Any, ...]:
+    """What a decision is, for equality: outcome and constraints (not rule ids or reasons)."""
+    return (verdict.outcome, tuple(sorted(verdict.constraints.items())))
+
+
+def bits(mask: int) -> Iterator[int]:
+    """Indices of the set bits of ``mask``, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """``deny``, or ``degrade {modality: voice}``."""
+    if not verdict.constraints:
+        return verdict.outcome.value
+    return f"{verdict.outcome.value} {flow(verdict.constraints)}"
+
+
+def flow(values: Mapping[str, Any]) -> str:
+    """A mapping in YAML flow style: ``{a: 1, b: x}``."""
+    return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in values.items()) + "}"
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------- cells shown to people
+def example(space: Space, region: Region, labels: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """A concrete state and request in ``region``: the fields it fixes (any value of the others will do)."""
+    state: dict[str, Any] = {}
+    request: dict[str, Any] = {}
+    for i in space.read_dims:
+        dim = space.dims[i]
+        if i not in region.assign:
+            continue
+        value = region.assign[i]
+        key = dim.field if dim.policy is None or not labels else f"{dim.field} ({labels[dim.policy]})"
+        (state if dim.source == "state" else request)[key] = value
+    return {"state": state, "request": request}
+
+
+def example_text(found: Mapping[str, Mapping[str, Any]]) -> str:
+    """``state {...} request {...}`` (either part left out when empty)."""
+    parts = [f"{part} {flow(found[part])}" for part in ("state", "request") if found[part]]
+    return " ".join(parts) if parts else "any state and request"
+
+
+def describe(space: Space, cube: Sequence[frozenset[int]]) -> str:
+    """Cells given per read dim as sets of value indices, in words; dims taking every value are left out."""
+    parts: list[str] = []
+    for i, chosen in zip(space.read_dims, cube, strict=True):
+        dim = space.dims[i]
+        if len(chosen) == len(dim.values):
+            continue
+        if dim.kind == "number":
+            parts.append(f"{dim.field} {_intervals(dim, sorted(chosen))}")
+            continue
+        names = [_scalar(dim.values[j]) if dim.values[j] != OTHER else "any other" for j in sorted(chosen)]
+        parts.append(f"{dim.field}: {names[0]}" if len(names) == 1 else f"{dim.field}: [{', '.join(names)}]")
+    return ", ".join(parts) if parts else "every state and request"
+
+
+def _intervals(dim: Any, chosen: list[int]) -> str:
+    runs: list[list[int]] = []
+    for j in chosen:
+        if runs and runs[-1][-1] == j - 1:
+            runs[-1].append(j)
+        else:
+            runs.append([j])
+    texts = []
+    for run in runs:
+        first, last = dim.cells[run[0]], dim.cells[run[-1]]
+        texts.append(_interval_text(Interval(first.low, last.high, first.low_in, last.high_in), dim.domain))
+    return " or ".join(texts)
+
+
+def _interval_text(cell: Interval, domain: Interval) -> str:
+    if cell.low == cell.high:
+        return f"= {cell.low:g}"
+    from_start = cell.low == domain.low and cell.low_in == domain.low_in
+    to_end = cell.high == domain.high and cell.high_in == domain.high_in
+    if from_start:
+        return f"{'<=' if cell.high_in else '<'} {cell.high:g}"
+    if to_end:
+        return f"{'>=' if cell.low_in else '>'} {cell.low:g}"
+    return f"in {'[' if cell.low_in else '('}{cell.low:g}, {cell.high:g}{']' if cell.high_in else ')'}"
+
+
+def merge_cubes(space: Space, regions: Sequence[Region]) -> list[tuple[frozenset[int], ...]]:
+    """Regions as boxes of cells, greedily merged along one field at a time (exact unions)."""
+    cubes: list[tuple[frozenset[int], ...]] = []
+    for region in regions:
+        coords = []
+        for i in space.read_dims:
+            values = space.dims[i].values
+            coords.append(
+                frozenset((values.index(region.assign[i]),)) if i in region.assign else frozenset(range(len(values)))
+            )
+        cubes.append(tuple(coords))
+    changed = True
+    while changed:
+        changed = False
+        for d in range(len(space.read_dims)):
+            buckets: dict[tuple[frozenset[int], ...], frozenset[int]] = {}
+            for cube in cubes:
+                key = cube[:d] + cube[d + 1 :]
+                if key in buckets:
+                    buckets[key] = buckets[key] | cube[d]
+                    changed = True
+                else:
+                    buckets[key] = cube[d]
+            cubes = [(*key[:d], values, *key[d:]) for key, values in buckets.items()]
+    return cubes
+
+
+def rule_name(rule: CompiledRule) -> str:
+    """``rule 'id' (line N)``."""
+    return f"rule '{rule.id}' (line {rule.source.loc.line})"
+
+
+# ---------------------------------------------------------------------- comparisons
+_MODALITY_RANK = {None: 0, "audio": 1, "voice": 2}
+
+
+def direction(old: Verdict, new: Verdict) -> str | None:
+    """How NEW's decision relates to OLD's: "stricter", "looser", "different", or None (the same)."""
+    if old.outcome != new.outcome:
+        return "stricter" if new.outcome.rank > old.outcome.rank else "looser"
+    signs: set[str] = set()
+    for key in sorted(set(old.constraints) | set(new.constraints)):
+        a, b = old.constraints.get(key), new.constraints.get(key)
+        if a == b:
+            continue
+        if key in ("max_text_length", "max_list_items"):
+            tighter = b is not None and (a is None or b < a)
+        elif key == "retry_after_ms":
+            tighter = (b or 0) > (a or 0)
+        elif key == "modality":
+            tighter = _MODALITY_RANK.get(b, 0) > _MODALITY_RANK.get(a, 0)
+        elif key == "input":
+            tighter = b is not None
+        else:  # "until" is prose: a change is a change, in no direction
+            signs.add("different")
+            continue
+        signs.add("stricter" if tighter else "looser")
+    if not signs:
+        return None
+    return signs.pop() if len(signs) == 1 else "different"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Cells where OLD and NEW decide differently, with one concrete example."""
+
+    direction: str
+    example: Mapping[str, Mapping[str, Any]]
+    old: Verdict
+    new: Verdict
+    cells: int
+
+
+@dataclass
+class Comparison:
+    """Whether NEW is more or less permissive than OLD, and where they differ."""
+
+    old: str
+    new: str
+    result: str  # "more-permissive", "less-permissive", "equivalent" or "mixed"
+    cells: int
+    differing: dict[str, int]  # direction -> cells
+    examples: list[Difference]
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The text report: a summary line, then one line per example and note."""
+        head = f"{self.new}: compare: "
+        if self.result == "equivalent":
+            out = [f"{head}equivalent to {self.old}: all {self.cells} cells decided the same"]
+        else:
+            relation = "than" if self.result != "mixed" else "against"
+            counts = ", ".join(f"{self.differing.get(d, 0)} {d}" for d in ("looser", "stricter", "different"))
+            out = [
+                f"{head}{self.result} {relation} {self.old}: {sum(self.differing.values())} of {self.cells} cells "
+                f"decided differently ({counts})"
+            ]
+        out += [
+            f"{head}{d.direction}: {example_text(d.example)}: {_decided(d.old)} -> {_decided(d.new)}"
+            for d in self.examples
+        ]
+        out += [f"{head}note: {note}" for note in self.notes]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "old": self.old,
+            "new": self.new,
+            "result": self.result,
+            "cells": self.cells,
+            "differing": dict(self.differing),
+            "examples": [
+                {
+                    "direction": d.direction,
+                    "state": dict(d.example["state"]),
+                    "request": dict(d.example["request"]),
+                    "old": _verdict_dict(d.old),
+                    "new": _verdict_dict(d.new),
+                    "cells": d.cells,
+                }
+                for d in self.examples
+            ],
+            "notes": list(self.notes),
+        }
+
+
+def _decided(verdict: Verdict) -> str:
+    rules = ", ".join(verdict.rules) if verdict.rules else "default"
+    return f"{verdict_text(verdict)} ({rules})"
+
+
+def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    return {"outcome": verdict.outcome.value, "constraints": dict(verdict.constraints), "rules": list(verdict.rules)}

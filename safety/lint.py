@@ -1,0 +1,226 @@
+"""``drivegate lint POLICY... [--vehicle V.yaml] [--compare OLD NEW]``: check policies before they drive.
+
+Every problem the loader finds (each ``file:line:col: code: message``), then, for a policy
+that loads, the whole-space analysis (``safety.analysis``) and, with ``--vehicle``, the
+signals the policy uses that the vehicle does not provide.  ``--compare OLD NEW`` says
+whether NEW is more permissive, less permissive, equivalent or mixed compared with OLD,
+with concrete examples.
+
+Severity: ``error`` for what is certainly wrong (every loader problem, a rule that can
+never apply, a threshold outside the physical range); ``warning`` for what a safety
+engineer must look at and may intend (shadowed, redundant, conflicting rules, gaps where
+the default decides, narrow hysteresis, short refs, unmapped signals, analysis limits).
+Both count as findings: exit 0 when there are none, 1 when there are findings (or the
+compared policies differ), 2 when an input is unusable (unreadable, not YAML, empty, or a
+vehicle profile that does not load).  Findings go to stdout sorted by place; notes and a
+one-line summary go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._yamlsrc import load_yaml
+from .analysis import Analysis, Comparison, analyze, compare
+from .errors import DriveGateError, LoadError, Location, PolicyError
+from .findings import LintFinding, condition_tests
+from .policy import CompiledPolicy, load_policy
+from .profile import VehicleProfile, load_profile
+from .signals import CANONICAL_SIGNALS
+
+UNUSABLE = frozenset({"unreadable", "yaml-syntax", "empty-file"})
+
+
+@dataclass
+class FileReport:
+    """What lint found in one policy file."""
+
+    file: str
+    findings: list[LintFinding] = field(default_factory=list)
+    unusable: bool = False
+    analysis: Analysis | None = None
+    seconds: float = 0.0
+
+
+def load_findings(error: LoadError) -> list[LintFinding]:
+    """A loader's problems as error findings."""
+    return [LintFinding(e.code, "error", e.location, e.message) for e in error.errors]
+
+
+def lint_file(path: str | Path, vehicle: VehicleProfile | None = None, *, max_examples: int = 5) -> FileReport:
+    """Load, analyse and (with a vehicle) cross-check one policy file."""
+    report = FileReport(str(path))
+    start = time.perf_counter()
+    try:
+        policy = load_policy(path)
+    except LoadError as exc:
+        report.findings = load_findings(exc)
+        report.unusable = any(f.code in UNUSABLE for f in report.findings)
+        report.seconds = time.perf_counter() - start
+        return report
+    report.analysis = analyze(policy, max_examples=max_examples, default_loc=default_location(policy))
+    report.findings = list(report.analysis.findings)
+    if vehicle is not None:
+        report.findings += vehicle_findings(policy, vehicle)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def lint_policy(policy: CompiledPolicy, *, max_examples: int = 5) -> list[LintFinding]:
+    """The analysis findings of a policy already loaded."""
+    return analyze(policy, max_examples=max_examples, default_loc=default_location(policy)).findings
+
+
+def policy_check(policy: CompiledPolicy) -> list[str]:
+    """A check for ``Engine.reload(checks=[...])``: the policy's error findings, as text.
+
+    Warnings (conflicts, gaps under a deny default, ...) are a reviewer's business, not a
+    reason to keep an old policy in force.
+    """
+    return [str(f) for f in lint_policy(policy) if f.severity == "error"]
+
+
+def default_location(policy: CompiledPolicy) -> Location:
+    """Where the policy's ``default`` is written: gaps are reported there."""
+    try:
+        text = Path(policy.file).read_text(encoding="utf-8")
+        root = load_yaml(policy.file, text, lambda code, loc, message: PolicyError(message, loc, code=code))
+    except (OSError, UnicodeDecodeError, DriveGateError):
+        return Location(policy.file, 1, 1)
+    return root.key_loc("default") if root.is_map else Location(policy.file, 1, 1)
+
+
+def vehicle_findings(policy: CompiledPolicy, vehicle: VehicleProfile) -> list[LintFinding]:
+    """Signals the policy uses that the vehicle does not provide: always unknown there."""
+    provided = set(vehicle.sources)
+    if "steering_angle" in provided:
+        provided.add("steering_rate")  # derived from the angle when not mapped
+    where = Path(vehicle.file).name
+    out: list[LintFinding] = []
+    for rule in policy.doc.rules:
+        for test in condition_tests(rule.when):
+            if test.field in CANONICAL_SIGNALS and test.field not in provided:
+                out.append(
+                    LintFinding(
+                        "unmapped-signal",
+                        "warning",
+                        test.loc,
+                        f"rule '{rule.id}' tests {test.field}, which vehicle profile {where} does not provide: it is "
+                        f"always unknown there, so the rule is evaluated as every value {test.field} could take",
+                    )
+                )
+    for i, trig in enumerate(policy.doc.state.workload_triggers):
+        if trig.signal not in provided:
+            out.append(
+                LintFinding(
+                    "unmapped-signal",
+                    "warning",
+                    trig.loc,
+                    f"state.workload.high_when[{i}]: vehicle profile {where} does not provide {trig.signal}, so this "
+                    "trigger never raises the workload there",
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------- the command
+def register(sub: Any) -> None:
+    """Add ``drivegate lint``."""
+    parser = sub.add_parser(
+        "lint",
+        help="check policies: loader problems, unreachable/shadowed/redundant rules, conflicts, gaps",
+        description="Check policy files and analyse them over the whole state × request space. "
+        "Exit 0 clean, 1 findings (or compared policies differ), 2 unusable input.",
+    )
+    parser.add_argument("policies", nargs="*", metavar="POLICY", help="policy files (YAML)")
+    parser.add_argument(
+        "--vehicle", help="vehicle profile: warn about signals the policy uses that it does not provide"
+    )
+    parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="is NEW more or less permissive than OLD?")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.add_argument(
+        "--max-examples", type=int, default=5, metavar="N", help="gap groups and compare examples shown (default: 5)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``drivegate lint``; return the exit code."""
+    if not args.policies and not args.compare:
+        print("drivegate lint: give at least one POLICY, or --compare OLD NEW", file=sys.stderr)
+        return 2
+    if args.max_examples < 0:
+        print("drivegate lint: --max-examples must be >= 0", file=sys.stderr)
+        return 2
+    findings: list[LintFinding] = []
+    unusable = False
+    vehicle = None
+    if args.vehicle:
+        try:
+            vehicle = load_profile(args.vehicle)
+        except LoadError as exc:
+            findings += load_findings(exc)
+            unusable = True
+    reports = [] if unusable else [lint_file(p, vehicle, max_examples=args.max_examples) for p in args.policies]
+    for report in reports:
+        findings += report.findings
+        unusable = unusable or report.unusable
+    comparison: Comparison | None = None
+    if args.compare and not unusable:
+        try:
+            old, new = (load_policy(p) for p in args.compare)
+            comparison = compare(old, new, max_examples=args.max_examples)
+        except LoadError as exc:
+            findings += load_findings(exc)
+            unusable = True
+        except DriveGateError as exc:
+            findings.append(LintFinding(exc.code, "error", exc.location, exc.message))
+            unusable = True
+    findings.sort(key=lambda f: f.location)  # stable: a place's findings keep their order
+    code = 2 if unusable else 1 if findings or (comparison and comparison.result != "equivalent") else 0
+    if args.format == "json":
+        print(json.dumps(_json(reports, findings, comparison, code), indent=2, default=str))
+    else:
+        for finding in findings:
+            print(finding)
+        for line in comparison.lines() if comparison else ():
+            print(line)
+    for report in reports:
+        if report.analysis is not None:
+            for note in report.analysis.notes:
+                print(f"drivegate lint: {report.file}: {note}", file=sys.stderr)
+    errors = sum(f.severity == "error" for f in findings)
+    print(
+        f"drivegate lint: {len(reports)} policy file(s): {errors} error(s), {len(findings) - errors} warning(s)"
+        + (f"; compare: {comparison.result}" if comparison else ""),
+        file=sys.stderr,
+    )
+    return code
+
+
+def _json(
+    reports: list[FileReport], findings: list[LintFinding], comparison: Comparison | None, code: int
+) -> dict[str, Any]:
+    return {
+        "exit": code,
+        "findings": [f.to_dict() for f in findings],
+        "files": [
+            {
+                "file": r.file,
+                "loaded": r.analysis is not None,
+                "mode": r.analysis.mode if r.analysis else None,
+                "cells": r.analysis.cells if r.analysis else None,
+                "regions": r.analysis.regions if r.analysis else None,
+                "notes": r.analysis.notes if r.analysis else [],
+                "seconds": round(r.seconds, 4),
+            }
+            for r in reports
+        ],
+        "compare": comparison.to_dict() if comparison else None,
+    }
