@@ -123,18 +123,30 @@ class Engine:
         self,
         policy: str | Path | CompiledPolicy,
         *,
-        checks: Iterable[Callable[[CompiledPolicy], Sequence[str]]] = (),
+        tests: Sequence[str | Path] = (),
+        min_coverage: float | None = None,
+        checks: Iterable[Callable[[CompiledPolicy], Sequence[str]]] | None = None,
     ) -> str:
         """Swap to a new policy atomically; return "active" or "pending".
 
-        The new policy is loaded and every ``check`` (lint, the policy's own tests) must
-        return no problems first; on any failure this raises (``LoadError`` or
-        ``PolicyCheckError``) and the old policy stays in force.  Decisions in flight see the
+        The new policy is loaded, linted (its error findings) and its ``tests`` run (they
+        must pass, covering at least ``min_coverage`` percent of its rules); ``checks``
+        replaces the lint with checks of the caller's own.  On any failure this raises
+        (``LoadError`` or ``PolicyCheckError``) and the old policy stays in force.  Decisions in flight see the
         old or the new policy, never a mix.  A policy with ``activation: {require_parked:
         true}`` is held pending until the car is parked (as Android Automotive stages new
         restrictions).
         """
         new = policy if isinstance(policy, CompiledPolicy) else load_policy(policy)
+        if checks is None:
+            from .lint import policy_check  # lint builds on the engine's modules: import when used
+
+            checks = [policy_check]
+        checks = list(checks)
+        if tests:
+            from .policytest import suite_check
+
+            checks.append(suite_check(tests, min_coverage))
         problems = [problem for check in checks for problem in check(new)]
         if problems:
             raise PolicyCheckError(new.file, problems)

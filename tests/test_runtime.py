@@ -195,3 +195,35 @@ def test_deferred_requests_are_released_or_expire(engine: Engine, car: DemoCar) 
     assert events[1].decision is not None and events[1].decision.outcome is Outcome.ALLOW
     counters = engine.counters
     assert (counters["deferred_pending"], counters["deferred_expired"], counters["deferred_delivered"]) == (0, 1, 1)
+
+
+def test_reload_lints_and_runs_the_policy_tests(engine: Engine, car: DemoCar, tmp_path: Path) -> None:
+    car.hold(0.0, 0.5, **CITY)
+    old_hash = engine.policy.hash
+    # A suite that the new policy fails: the reload is refused, the old policy stays.
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "version: 1\ndefaults: {request: {kind: notification, category: message, modality: visual, "
+        "content: text, priority: normal}}\ncases:\n  - name: video is allowed while moving\n"
+        "    state: {speed: 45, gear: D, steering_angle: 0, steering_rate: 0, turn_signal: none}\n"
+        "    request: {content: video}\n    expect: {outcome: allow}\n"
+    )
+    with pytest.raises(PolicyCheckError) as info:
+        engine.reload(SPEED_BANDS_POLICY, tests=[suite])
+    assert "test 'video is allowed while moving' failed: expected allow, got deny" in str(info.value)
+    assert engine.policy.hash == old_hash
+    # A policy with a lint error (a rule that can never fire) is refused too.
+    unreachable = tmp_path / "unreachable.yaml"
+    unreachable.write_text(
+        DEFAULT_POLICY.read_text()
+        + "  - id: never\n    ref: a contradiction\n    when: {speed: {gt: 50, lt: 10}}\n    outcome: deny\n"
+    )
+    with pytest.raises(PolicyCheckError) as lint_info:
+        engine.reload(unreachable)
+    assert "unreachable-rule" in str(lint_info.value)
+    assert engine.policy.hash == old_hash
+    # The shipped policy with its shipped suite passes both.
+    assert (
+        engine.reload(SPEED_BANDS_POLICY, tests=[ROOT / "policies" / "tests" / "speed-bands.yaml"], min_coverage=100)
+        == "active"
+    )
