@@ -1,0 +1,500 @@
+"""Clients of ``drivegate serve``: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio).
+
+Fail closed: when the service cannot be reached, does not answer within ``timeout``, refuses
+the client, answers with an error, or answers something that is not a decision, ``decide``
+returns a decision that is not ``allow`` -- ``deny``, or the caller's ``fallback`` (say, degrade
+to voice) -- with rules ``("client-fallback",)`` and a reason saying why.  It never raises.
+The next call after a failure reconnects by itself (after a short, growing backoff, so a dead
+service costs a caller nothing but the fallback).
+
+``state()`` and ``status()`` raise :class:`~safety.service.protocol.ServiceError` instead: they
+have no safe default.  ``subscribe()`` opens its own connection and yields event objects (see
+``docs/protocol.md``); when the connection is lost, or the server stays silent past three
+heartbeats, it yields one ``{"event": "disconnected", "reason": ...}`` and ends.
+
+    client = Client("/run/drivegate/drivegate.sock", timeout=0.05,
+                    fallback=Fallback(Outcome.DEGRADE, {"modality": "voice"}))
+    decision = client.decide({"kind": "notification", "category": "message", "modality": "visual",
+                              "content": "text", "priority": "normal", "text_length": 80})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .decision import Decision, Outcome
+from .service.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, ServiceError, encode
+
+FALLBACK_RULE = "client-fallback"
+# Reconnect backoff after a failure: first retry after 20 ms, doubling to at most 0.5 s.
+BACKOFF_START_S = 0.02
+BACKOFF_MAX_S = 0.5
+# A subscriber that hears nothing (not even a heartbeat, sent every second) this long assumes
+# the service is gone.
+SUBSCRIBE_SILENCE_S = 3.0
+
+Address = str | os.PathLike[str] | tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """What ``decide`` answers when the service cannot: never ``allow``."""
+
+    outcome: Outcome = Outcome.DENY
+    constraints: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if Outcome(self.outcome) is Outcome.ALLOW:
+            raise ValueError("a fallback must not allow: the service being unavailable is no permission")
+
+    def decision(self, request: Any, why: str) -> Decision:
+        request_id = request.get("id") if isinstance(request, Mapping) else None
+        outcome = Outcome(self.outcome)
+        return Decision(
+            outcome,
+            (FALLBACK_RULE,),
+            f"decision service unavailable ({why}); failing closed: {outcome.value}",
+            dict(self.constraints),
+            "",
+            None,
+            request_id if isinstance(request_id, str) else None,
+        )
+
+
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+_TIME_TYPES = (type(None), int, float)
+_ID_TYPES = (type(None), str)
+
+
+def decision_from_response(response: Mapping[str, Any]) -> Decision:
+    """The Decision in a ``decide`` response; ``ServiceError`` if it is an error or malformed.
+
+    Every field is checked (an outcome this client does not know is malformed, never allow);
+    written with exact type tests because it runs on every call.
+    """
+    if response.get("ok") is not True:
+        error = response.get("error")
+        if isinstance(error, Mapping):
+            raise ServiceError(str(error.get("message", "")), code=str(error.get("code", "error")))
+        raise ServiceError("the response is neither ok nor an error", code="malformed-response")
+    outcome = _OUTCOMES.get(response.get("outcome"))  # type: ignore[arg-type]
+    rules = response.get("rules")
+    reason = response.get("reason")
+    constraints = response.get("constraints", {})
+    policy_hash = response.get("policy_hash", "")
+    state_time = response.get("state_time")
+    request_id = response.get("request_id")
+    if (
+        outcome is None
+        or type(rules) is not list
+        or not all(type(r) is str for r in rules)
+        or type(reason) is not str
+        or type(constraints) is not dict
+        or type(policy_hash) is not str
+        or type(state_time) not in _TIME_TYPES
+        or type(request_id) not in _ID_TYPES
+    ):
+        raise ServiceError(f"not a decision: {str(dict(response))[:200]}", code="malformed-response")
+    return Decision(outcome, tuple(rules), reason, constraints, policy_hash, state_time, request_id)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ServiceError):
+        if exc.code == "refused":
+            return f"refused by the service: {exc.message}"
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "no answer within the timeout"
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return f"unreachable: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_response(raw: bytes, expected_id: int) -> dict[str, Any]:
+    try:
+        response = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ServiceError(f"unreadable response: {exc}", code="malformed-response") from None
+    if type(response) is not dict:
+        raise ServiceError("the response is not an object", code="malformed-response")
+    if response.get("id") != expected_id:
+        error = response.get("error")
+        if response.get("ok") is False and isinstance(error, Mapping):
+            # Errors sent without an id (refused, line-too-long) are about this connection.
+            raise ServiceError(str(error.get("message", "")), code=str(error.get("code", "error")))
+        raise ServiceError(
+            f"response id {response.get('id')!r} does not match {expected_id}", code="malformed-response"
+        )
+    return response
+
+
+class _Backoff:
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.until = 0.0
+
+    def failed(self) -> None:
+        self.delay = BACKOFF_START_S if self.delay == 0 else min(self.delay * 2, BACKOFF_MAX_S)
+        self.until = time.monotonic() + self.delay
+
+    def succeeded(self) -> None:
+        self.delay = 0.0
+
+    def waiting(self) -> float:
+        return max(0.0, self.until - time.monotonic())
+
+
+def _connect(address: Address, timeout: float) -> socket.socket:
+    if isinstance(address, tuple):
+        sock = socket.create_connection(address, timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(os.fspath(address))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Client:
+    """A blocking client; one connection, reused, reopened after a failure.  Thread-safe (calls
+    are serialised)."""
+
+    def __init__(self, path: Address, timeout: float = 0.05, fallback: Fallback | None = None) -> None:
+        self.address: Address = path
+        self.timeout = timeout
+        self.fallback = fallback or Fallback()
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._backoff = _Backoff()
+        self._kernel_timeout = 0.0
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _drop(self) -> None:
+        # After any failure the connection is closed: a late answer on it must never be
+        # taken for the answer to a later request.
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._buffer = b""
+
+    def _call(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            raise TimeoutError("another call on this client is still waiting")
+        try:
+            wait = self._backoff.waiting()
+            if self._sock is None and wait > 0:
+                raise ServiceError(f"reconnecting in {wait * 1000:.0f} ms", code="unavailable")
+            try:
+                response = self._roundtrip(message, deadline)
+            except BaseException:
+                self._drop()
+                self._backoff.failed()
+                raise
+            self._backoff.succeeded()
+            return response
+        finally:
+            self._lock.release()
+
+    def _roundtrip(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+        request_id = next(self._ids)
+        message["id"] = request_id
+        if self._sock is None:
+            self._sock = _connect(self.address, max(deadline - time.monotonic(), 1e-6))
+            # Blocking, with the deadline in the kernel (SO_RCVTIMEO/SO_SNDTIMEO): a call is one
+            # send and one recv.  A Python socket timeout would add a poll() before each and an
+            # fcntl() per change of timeout, and this call is all about its latency.
+            self._sock.settimeout(None)
+            self._kernel_timeout = 0.0
+        sock = self._sock
+        self._set_kernel_timeout(sock, deadline - time.monotonic())
+        try:
+            sock.sendall(encode(message))
+        except BlockingIOError:
+            raise TimeoutError("the service does not read its requests") from None
+        except OSError:
+            # The server may have said why before it closed (refused, line too long): that
+            # beats "broken pipe" as the reason.
+            self._raise_pending_error(sock)
+            raise
+        buffer = self._buffer
+        while True:
+            end = buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = buffer[:end], buffer[end + 1 :]
+                return _check_response(line, request_id)
+            if buffer:  # a partial line: the next recv gets only what is left of the deadline
+                self._set_kernel_timeout(sock, deadline - time.monotonic(), exact=True)
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                raise TimeoutError("no answer within the timeout") from None
+            if not chunk:
+                raise ConnectionError("the service closed the connection")
+            buffer += chunk
+            if len(buffer) > MAX_LINE_BYTES * 4:
+                raise ServiceError("response too long", code="malformed-response")
+
+    def _set_kernel_timeout(self, sock: socket.socket, seconds: float, *, exact: bool = False) -> None:
+        """Bound send and recv by ``seconds``; skipped (no syscall) while the bound set is close
+        enough, which it is on every call but the first: the budget is the client's timeout."""
+        if seconds <= 0:
+            raise TimeoutError("no answer within the timeout")
+        if not exact and abs(seconds - self._kernel_timeout) <= 0.1 * self._kernel_timeout:
+            return
+        whole = int(seconds)
+        timeval = struct.pack("@ll", whole, max(1, int((seconds - whole) * 1e6)))  # 0 would mean never
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        self._kernel_timeout = seconds
+
+    def _raise_pending_error(self, sock: socket.socket) -> None:
+        try:
+            sock.setblocking(False)
+            pending = self._buffer + sock.recv(65536)
+        except OSError:
+            return
+        line = pending.split(b"\n", 1)[0]
+        try:
+            response = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return
+        error = response.get("error") if isinstance(response, dict) else None
+        if isinstance(error, Mapping):
+            raise ServiceError(str(error.get("message", "")), code=str(error.get("code", "error")))
+
+    def decide(self, request: Mapping[str, Any], *, explain: bool = False) -> Decision:
+        """The service's decision, or the fallback (never allow) with the reason it could not be had."""
+        try:
+            message: dict[str, Any] = {"v": PROTOCOL_VERSION, "op": "decide", "request": request}
+            if explain:
+                message["explain"] = True
+            return decision_from_response(self._call(message))
+        except Exception as exc:  # fail closed, whatever went wrong
+            return self.fallback.decision(request, _describe(exc))
+
+    def state(self) -> dict[str, Any]:
+        """The vehicle state (``ServiceError`` when the service cannot give it)."""
+        return self._checked({"v": PROTOCOL_VERSION, "op": "state"})
+
+    def status(self) -> dict[str, Any]:
+        """The service's status (``ServiceError`` when the service cannot give it)."""
+        return self._checked({"v": PROTOCOL_VERSION, "op": "status"})
+
+    def ping(self) -> dict[str, Any]:
+        return self._checked({"v": PROTOCOL_VERSION, "op": "ping"})
+
+    def _checked(self, message: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self._call(message)
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise ServiceError(_describe(exc), code="unavailable") from exc
+        if response.get("ok") is not True:
+            decision_from_response(response)  # raises the server's error
+        return response
+
+    def subscribe(self, *, heartbeats: bool = False) -> Iterator[dict[str, Any]]:
+        """Events as they come (the first is ``snapshot``), on a connection of their own.
+
+        Ends after yielding a ``disconnected`` event when the connection is lost or silent.
+        """
+        try:
+            sock = _connect(self.address, max(self.timeout, 0.5))
+        except OSError as exc:
+            yield _disconnected(_describe(exc))
+            return
+        try:
+            sock.sendall(encode({"v": PROTOCOL_VERSION, "op": "subscribe", "id": "subscribe"}))
+            sock.settimeout(SUBSCRIBE_SILENCE_S)
+            buffer = b""
+            first = True
+            while True:
+                end = buffer.find(b"\n")
+                if end < 0:
+                    try:
+                        chunk = sock.recv(65536)
+                    except OSError as exc:
+                        yield _disconnected(_describe(exc))
+                        return
+                    if not chunk:
+                        yield _disconnected("the service closed the connection")
+                        return
+                    buffer += chunk
+                    continue
+                line, buffer = buffer[:end], buffer[end + 1 :]
+                try:
+                    event = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    yield _disconnected("unreadable event line")
+                    return
+                if first:
+                    first = False
+                    if event.get("ok") is not True:
+                        error = event.get("error") or {}
+                        yield _disconnected(
+                            _describe(ServiceError(str(error.get("message")), code=str(error.get("code"))))
+                        )
+                        return
+                    continue
+                if event.get("event") == "heartbeat" and not heartbeats:
+                    continue
+                yield event
+        finally:
+            sock.close()
+
+
+def _disconnected(reason: str) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "event": "disconnected", "reason": reason}
+
+
+class AsyncClient:
+    """The asyncio client: the same calls, awaited.  Calls on one client are serialised."""
+
+    def __init__(self, path: Address, timeout: float = 0.05, fallback: Fallback | None = None) -> None:
+        self.address: Address = path
+        self.timeout = timeout
+        self.fallback = fallback or Fallback()
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._ids = itertools.count(1)
+        self._lock: asyncio.Lock | None = None
+        self._backoff = _Backoff()
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        limit = MAX_LINE_BYTES * 4
+        if isinstance(self.address, tuple):
+            return await asyncio.open_connection(*self.address, limit=limit)
+        return await asyncio.open_unix_connection(os.fspath(self.address), limit=limit)
+
+    async def close(self) -> None:
+        self._drop()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+        self._streams = None
+
+    async def _call(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with asyncio.timeout(self.timeout), self._lock:
+            wait = self._backoff.waiting()
+            if self._streams is None and wait > 0:
+                raise ServiceError(f"reconnecting in {wait * 1000:.0f} ms", code="unavailable")
+            try:
+                if self._streams is None:
+                    self._streams = await self._open()
+                reader, writer = self._streams
+                request_id = next(self._ids)
+                message["id"] = request_id
+                writer.write(encode(message))
+                line = await reader.readline()
+                if not line.endswith(b"\n"):
+                    raise ConnectionError("the service closed the connection")
+                response = _check_response(line, request_id)
+            except BaseException:
+                # Includes the timeout's cancellation: the connection is dropped either way.
+                self._drop()
+                self._backoff.failed()
+                raise
+            self._backoff.succeeded()
+            return response
+
+    async def decide(self, request: Mapping[str, Any], *, explain: bool = False) -> Decision:
+        """As :meth:`Client.decide`: the service's decision, or the fallback; never raises."""
+        try:
+            message: dict[str, Any] = {"v": PROTOCOL_VERSION, "op": "decide", "request": request}
+            if explain:
+                message["explain"] = True
+            return decision_from_response(await self._call(message))
+        except Exception as exc:  # fail closed, whatever went wrong (TimeoutError included)
+            return self.fallback.decision(request, _describe(exc))
+
+    async def state(self) -> dict[str, Any]:
+        return await self._checked({"v": PROTOCOL_VERSION, "op": "state"})
+
+    async def status(self) -> dict[str, Any]:
+        return await self._checked({"v": PROTOCOL_VERSION, "op": "status"})
+
+    async def _checked(self, message: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._call(message)
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise ServiceError(_describe(exc), code="unavailable") from exc
+        if response.get("ok") is not True:
+            decision_from_response(response)
+        return response
+
+    async def subscribe(self, *, heartbeats: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """As :meth:`Client.subscribe`, as an async iterator."""
+        try:
+            reader, writer = await asyncio.wait_for(self._open(), max(self.timeout, 0.5))
+        except (OSError, TimeoutError) as exc:
+            yield _disconnected(_describe(exc))
+            return
+        try:
+            writer.write(encode({"v": PROTOCOL_VERSION, "op": "subscribe", "id": "subscribe"}))
+            first = True
+            while True:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), SUBSCRIBE_SILENCE_S)
+                except (OSError, TimeoutError, ValueError) as exc:
+                    yield _disconnected(_describe(exc))
+                    return
+                if not line.endswith(b"\n"):
+                    yield _disconnected("the service closed the connection")
+                    return
+                try:
+                    event = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    yield _disconnected("unreadable event line")
+                    return
+                if first:
+                    first = False
+                    if event.get("ok") is not True:
+                        error = event.get("error") or {}
+                        yield _disconnected(
+                            _describe(ServiceError(str(error.get("message")), code=str(error.get("code"))))
+                        )
+                        return
+                    continue
+                if event.get("event") == "heartbeat" and not heartbeats:
+                    continue
+                yield event
+        finally:
+            writer.close()

@@ -1,0 +1,536 @@
+"""The decision service: one asyncio loop for every socket, the CAN input on its own thread.
+
+Requests are answered inline on the loop (``Engine.decide`` takes microseconds; a hop to a
+worker thread would cost more than the decision).  Nothing a client does can block the loop
+or the bus thread: lines are bounded (:data:`~safety.service.protocol.MAX_LINE_BYTES`), each
+client has a token bucket, and what the server has not yet been able to send a client is
+bounded too: past :attr:`ServiceConfig.max_send_queue` bytes the client is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine import Engine
+from ..errors import DriveGateError
+from .clock import LiveClock
+from .events import Watcher
+from .inputs import BusReader, BusSpec, ReplayPlayer, open_bus
+from .peers import bind_unix, peer_groups, peercred
+from .protocol import (
+    MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
+    ServiceError,
+    check_envelope,
+    encode,
+    error_line,
+    parse_message,
+)
+
+
+def log(message: str) -> None:
+    """One line on stderr (journald keeps it under systemd)."""
+    print(f"drivegate serve: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class ServiceConfig:
+    """How the service listens and what it allows."""
+
+    socket_path: Path
+    policy_path: Path
+    tcp_port: int | None = None  # loopback only
+    allow_uids: frozenset[int] = frozenset()
+    allow_gids: frozenset[int] = frozenset()
+    rate: float = 2000.0  # requests per second per client; 0 = unlimited
+    burst: float = 200.0
+    max_send_queue: int = 256 * 1024  # bytes a client may leave unread before it is dropped
+    tick_s: float = 0.01  # how often state changes are looked for: push events come at most this late
+    heartbeat_s: float = 1.0
+    drain_s: float = 2.0  # SIGTERM: how long clients get to take their last responses
+    # CPU priority of the CAN input threads below the sockets' (nice increment): on a busy
+    # head unit the decision path gets the CPU first; input read late is detected and ages the
+    # state (BusReader), so a starved reader fails closed rather than serving old frames.
+    input_nice: int = 15
+
+
+@dataclass
+class Counters:
+    decisions: int = 0
+    requests: int = 0
+    errors: int = 0
+    refused: int = 0
+    dropped: int = 0
+    connections: int = 0
+    rate_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=8))
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up; one token per request."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, max(burst, 1.0)
+        self.tokens, self.stamp = self.burst, time.monotonic()
+
+    def take(self) -> float:
+        """0 when a request may go ahead, else seconds until one may."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return 0.0
+        self.tokens = tokens
+        return (1.0 - tokens) / self.rate
+
+
+class Connection(asyncio.Protocol):
+    """One client: splits lines, bounds them, answers them in order."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.bucket = TokenBucket(service.config.rate, service.config.burst)
+        self.subscribed = False
+        self.closing = False
+        self.peer = "?"
+
+    # ------------------------------------------------------------------ transport events
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        service = self.service
+        service.counters.connections += 1
+        refusal = service.check_peer(transport)
+        self.peer = service.describe_peer(transport)
+        if refusal is not None:
+            service.counters.refused += 1
+            log(f"refused {self.peer}: {refusal}")
+            self.close_with("refused", refusal)
+            return
+        service.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # A half-sent request dies with its buffer: nothing of it ever reached the engine.
+        self.closing = True
+        self.buffer.clear()
+        self.service.connections.discard(self)
+        self.service.subscribers.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        buffer = self.buffer
+        buffer += data
+        start = 0
+        handle = self.service.handle_line
+        while not self.closing:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            if end - start > MAX_LINE_BYTES:
+                self.too_long(end - start)
+                return
+            line = buffer[start:end]
+            start = end + 1
+            if line and not line.isspace():  # blank lines (keep-alives) are ignored
+                handle(self, line)
+        if self.closing:
+            return
+        del buffer[:start]
+        if len(buffer) > MAX_LINE_BYTES:
+            self.too_long(len(buffer))
+
+    # ------------------------------------------------------------------ sending
+    def send(self, line: bytes) -> None:
+        """Queue ``line``; drop the client when too much is waiting unread."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        transport.write(line)
+        if transport.get_write_buffer_size() > self.service.config.max_send_queue:
+            self.service.counters.dropped += 1
+            log(f"dropped {self.peer}: more than {self.service.config.max_send_queue} bytes unread")
+            self.close_with("send-queue-full", "the client does not read its responses or events; disconnected")
+
+    def too_long(self, size: int) -> None:
+        log(f"closed {self.peer}: a line of {size} bytes or more (limit {MAX_LINE_BYTES})")
+        self.close_with("line-too-long", f"a line is longer than {MAX_LINE_BYTES} bytes; disconnected")
+
+    def close_with(self, code: str, message: str) -> None:
+        """Send one error line (where it can still be sent) and close the connection."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        self.closing = True
+        self.buffer.clear()
+        self.service.connections.discard(self)
+        self.service.subscribers.discard(self)
+        transport.write(error_line(code, message))
+        transport.close()  # flushes what it can; a client that never reads is aborted below
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, transport.abort)
+
+
+class Service:
+    """The running service: engine, live clock, CAN input, listeners, clients and subscribers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: ServiceConfig,
+        *,
+        bus: BusSpec | None = None,
+        replay: ReplayPlayer | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.clock = LiveClock()
+        self.watcher = Watcher(engine)
+        self.replay = replay
+        self.bus_spec = bus
+        self.reader: BusReader | None = None
+        self.connections: set[Connection] = set()
+        self.subscribers: set[Connection] = set()
+        self.counters = Counters()
+        self.started = time.monotonic()
+        self.log_errors = 0
+        self.servers: list[asyncio.AbstractServer] = []
+        self._socket_inode: tuple[int, int] | None = None
+        self._stop: asyncio.Event | None = None
+        self._reloading: asyncio.Lock | None = None
+        self.ops: dict[str, Callable[[Connection, dict[str, Any], Any], bytes | None]] = {
+            "decide": self.op_decide,
+            "state": self.op_state,
+            "status": self.op_status,
+            "subscribe": self.op_subscribe,
+            "ping": self.op_ping,
+        }
+
+    # ------------------------------------------------------------------ requests
+    def handle_line(self, conn: Connection, line: bytearray) -> None:
+        """Answer one request line; never raises (a failure is an error line)."""
+        self.counters.requests += 1
+        op: Any = None
+        request_id: Any = None
+        try:
+            wait = conn.bucket.take()
+            message = parse_message(line)
+            op, request_id = check_envelope(message)
+            if wait:
+                self.counters.errors += 1
+                conn.send(
+                    error_line(
+                        "rate-limited",
+                        f"more than {self.config.rate:g} requests per second",
+                        op,
+                        request_id,
+                        retry_after_ms=max(1, round(wait * 1000)),
+                    )
+                )
+                return
+            handler = self.ops.get(op)
+            if handler is None:
+                raise ServiceError(
+                    f"unknown op {op!r}; expected one of: {', '.join(self.ops)}"
+                    + (
+                        " (the policy cannot be changed over the socket; send the server SIGHUP)"
+                        if op == "reload"
+                        else ""
+                    ),
+                    code="unknown-op",
+                )
+            response = handler(conn, message, request_id)
+        except ServiceError as exc:
+            self.counters.errors += 1
+            conn.send(error_line(exc.code, exc.message, op, request_id))
+            return
+        except Exception as exc:  # a bug must cost one request, not the connection or the server
+            self.counters.errors += 1
+            log(f"internal error answering {op!r}: {exc!r}")
+            conn.send(error_line("internal", f"internal error: {exc!r}", op, request_id))
+            return
+        if response is not None:
+            conn.send(response)
+
+    def op_decide(self, conn: Connection, message: dict[str, Any], request_id: Any) -> bytes:
+        request = message.get("request")
+        if type(request) is not dict:
+            raise ServiceError("decide needs a request object", code="bad-request")
+        decision = self.engine.decide(request, self.clock.now(), explain=message.get("explain") is True)
+        self.counters.decisions += 1
+        return encode({"v": PROTOCOL_VERSION, "ok": True, "op": "decide", "id": request_id, **decision.to_dict()})
+
+    def op_state(self, conn: Connection, message: dict[str, Any], request_id: Any) -> bytes:
+        snap = self.engine.state(self.clock.now())
+        return encode(
+            {
+                "v": PROTOCOL_VERSION,
+                "ok": True,
+                "op": "state",
+                "id": request_id,
+                "time": snap.time,
+                "driving_state": snap.values.get("driving_state"),
+                "workload": snap.values.get("workload"),
+                "values": dict(snap.values),
+                "ages": dict(snap.ages),
+                "unknown": dict(snap.unknown),
+            }
+        )
+
+    def op_status(self, conn: Connection, message: dict[str, Any], request_id: Any) -> bytes:
+        return encode({"v": PROTOCOL_VERSION, "ok": True, "op": "status", "id": request_id, **self.status()})
+
+    def op_subscribe(self, conn: Connection, message: dict[str, Any], request_id: Any) -> None:
+        conn.subscribed = True
+        self.subscribers.add(conn)
+        conn.send(encode({"v": PROTOCOL_VERSION, "ok": True, "op": "subscribe", "id": request_id}))
+        conn.send(encode(self.watcher.snapshot_event()))
+        return None
+
+    def op_ping(self, conn: Connection, message: dict[str, Any], request_id: Any) -> bytes:
+        return encode({"v": PROTOCOL_VERSION, "ok": True, "op": "ping", "id": request_id, "time": self.clock.now()})
+
+    def status(self) -> dict[str, Any]:
+        """What ``status`` answers: policy, uptime, input rates and counts, clients."""
+        engine, reader, replay = self.engine, self.reader, self.replay
+        samples = self.counters.rate_samples
+        rate = 0.0
+        if len(samples) >= 2 and samples[-1][0] > samples[0][0]:
+            rate = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
+        counters = engine.counters
+        pending = engine.pending_policy
+        status: dict[str, Any] = {
+            "policy_name": engine.policy.name,
+            "policy_hash": engine.policy.hash,
+            "pending_policy_hash": None if pending is None else pending.hash,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "time": self.clock.now(),
+            "last_frame_time": self.clock.last_frame_time,
+            "input": "replay" if replay is not None else "bus" if self.bus_spec is not None else "none",
+            "frames_total": 0 if reader is None else reader.frames,
+            "frames_per_s": round(rate, 1),
+            "frames_seen": counters["frames_seen"],
+            "frames_decoded": counters["frames_decoded"],
+            "stale_signals": list(self.watcher.stale),
+            "unknown_signals": dict(self.watcher.unknown),
+            "input_lag_ms": 0.0 if reader is None else round(reader.last_lag * 1000, 3),
+            "input_lag_max_ms": 0.0 if reader is None else round(reader.max_lag * 1000, 3),
+            "bus_errors": 0 if reader is None else reader.bus_errors + reader.error_frames,
+            "last_bus_error": None if reader is None or not reader.last_error else reader.last_error,
+            "clients": len(self.connections),
+            "subscribers": len(self.subscribers),
+            "connections_total": self.counters.connections,
+            "requests": self.counters.requests,
+            "decisions": self.counters.decisions,
+            "errors": self.counters.errors,
+            "refused": self.counters.refused,
+            "dropped": self.counters.dropped,
+            "deferred_pending": counters["deferred_pending"],
+            "decision_log_errors": counters["decision_log_errors"],
+        }
+        if replay is not None:
+            status["replay"] = {
+                "frames_sent": replay.frames_sent,
+                "passes": replay.passes,
+                "done": replay.done.is_set(),
+                "backlog": replay.backlog(),  # sent, not yet read by the engine's thread
+                "log_errors": self.log_errors,
+                "error": None if replay.error is None else repr(replay.error),
+            }
+        return status
+
+    # ------------------------------------------------------------------ security
+    def check_peer(self, transport: asyncio.Transport) -> str | None:
+        """Why this peer is refused, or None.  SO_PEERCRED: the kernel's word on who connected."""
+        cfg = self.config
+        if not cfg.allow_uids and not cfg.allow_gids:
+            return None
+        sock = transport.get_extra_info("socket")
+        if sock is None or sock.family != socket.AF_UNIX:
+            return "no peer credentials on this transport"
+        _, uid, gid = peercred(sock)
+        if uid in cfg.allow_uids or gid in cfg.allow_gids:
+            return None
+        groups = peer_groups(sock)
+        if cfg.allow_gids.intersection(groups):
+            return None
+        return f"uid {uid} gid {gid} (groups {sorted(groups)}) is not allowed"
+
+    @staticmethod
+    def describe_peer(transport: asyncio.Transport) -> str:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family == socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                pid, uid, gid = peercred(sock)
+                return f"pid {pid} uid {uid} gid {gid}"
+        return str(transport.get_extra_info("peername"))
+
+    # ------------------------------------------------------------------ events
+    def broadcast(self, event: dict[str, Any]) -> None:
+        if not self.subscribers:
+            return
+        line = encode(event)
+        for conn in list(self.subscribers):
+            conn.send(line)
+
+    async def _tick(self) -> None:
+        """Look for state changes (push events), heartbeats, and the input's frame rate."""
+        cfg = self.config
+        next_heartbeat = next_sample = time.monotonic()
+        while True:
+            try:
+                for event in self.watcher.check(self.clock.now()):
+                    self.broadcast(event)
+                now = time.monotonic()
+                if now >= next_sample:
+                    next_sample = now + 0.25
+                    frames = 0 if self.reader is None else self.reader.frames
+                    self.counters.rate_samples.append((now, frames))
+                if now >= next_heartbeat:
+                    next_heartbeat = now + cfg.heartbeat_s
+                    if self.subscribers:
+                        self.broadcast(self.watcher.heartbeat_event())
+            except Exception as exc:  # keep pushing: one bad look must not end the events for good
+                log(f"internal error while watching the state: {exc!r}")
+            await asyncio.sleep(cfg.tick_s)
+
+    # ------------------------------------------------------------------ policy reload
+    async def reload_policy(self) -> None:
+        """SIGHUP: reload the policy file through the Engine's atomic, validated path.
+
+        Loading (YAML, compile) runs on a worker thread so requests keep being answered; the
+        Engine swaps under its lock only a policy that loaded, and keeps the old one otherwise.
+        """
+        assert self._reloading is not None
+        async with self._reloading:
+            path = self.config.policy_path
+            old = self.engine.policy.hash
+            log(f"SIGHUP: reloading the policy from {path}")
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(None, self.engine.reload, path)
+            except DriveGateError as exc:
+                log(f"reload failed, keeping policy {old}:\n{exc}")
+                return
+            except Exception as exc:  # an unexpected failure must not take the service down
+                log(f"reload failed, keeping policy {old}: {exc!r}")
+                return
+            log(f"reload {result}: policy '{self.engine.policy.name}' {self.engine.policy.hash} (was {old})")
+
+    # ------------------------------------------------------------------ life cycle
+    async def run(self) -> int:
+        """Listen, start the input, serve until SIGTERM/SIGINT, drain; the exit code."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._reloading = asyncio.Lock()
+        self.watcher.check(self.clock.now())  # the baseline, before anyone subscribes
+        reloads: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+        def on_sighup() -> None:
+            task = loop.create_task(self.reload_policy())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        ticker: asyncio.Task[None] | None = None
+        try:
+            await self._listen()
+            self._start_input()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self._stop.set)
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
+            ticker = loop.create_task(self._tick())
+            await self._stop.wait()
+            log("draining")
+            await self._drain()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            self._stop_input()
+            self._remove_socket()
+        log("stopped")
+        return 0
+
+    async def _listen(self) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        sock = bind_unix(cfg.socket_path)
+        st = os.stat(cfg.socket_path)
+        self._socket_inode = (st.st_dev, st.st_ino)
+        self.servers.append(await loop.create_unix_server(lambda: Connection(self), sock=sock))
+        where = [f"unix:{cfg.socket_path} (mode {stat.S_IMODE(st.st_mode):04o})"]
+        if cfg.tcp_port is not None:
+            # Loopback only: the decision API is for processes on this head unit.
+            server = await loop.create_server(lambda: Connection(self), host="127.0.0.1", port=cfg.tcp_port)
+            self.servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            where.append(f"tcp:127.0.0.1:{port}")
+        policy = self.engine.policy
+        log(f"listening on {', '.join(where)}; policy '{policy.name}' {policy.hash}")
+
+    def _start_input(self) -> None:
+        if self.replay is not None:
+            self.reader = BusReader(
+                self.replay.rx, self.engine, self.clock, sent_at=self.replay.sent_at, nice=self.config.input_nice
+            )
+            self.reader.start()
+            self.replay.start()
+            log(f"replaying {self.replay.log} at {self.replay.speed:g}x{' (looping)' if self.replay.loop else ''}")
+        elif self.bus_spec is not None:
+            bus = open_bus(self.bus_spec, self.engine)
+            self.reader = BusReader(bus, self.engine, self.clock, nice=self.config.input_nice)
+            self.reader.start()
+            log(f"reading CAN bus {self.bus_spec}")
+        else:
+            log("no CAN input (--bus or --replay): every decision fails closed")
+
+    def _stop_input(self) -> None:
+        if self.replay is not None:
+            self.replay.stop()
+            if self.reader is None:  # never started: its receiving bus is still open
+                self.replay.rx.shutdown()
+        if self.reader is not None:
+            self.reader.stop()
+
+    async def _drain(self) -> None:
+        """Stop accepting, tell subscribers, let clients take their last responses, close."""
+        for server in self.servers:
+            server.close()
+        self.broadcast(self.watcher.shutdown_event())
+        for conn in list(self.connections):
+            conn.closing = True
+            if conn.transport is not None:
+                conn.transport.close()  # stops reading; flushes what was answered
+        deadline = time.monotonic() + self.config.drain_s
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    def _remove_socket(self) -> None:
+        # Only our own socket file: a newer server may already have taken the path.
+        path = self.config.socket_path
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) == self._socket_inode:
+                path.unlink()
