@@ -9,6 +9,7 @@ CAN frames -> vehicle state -> compiled YAML policy -> decision.  The public API
                               "modality": "visual", "content": "text", "priority": "normal"})
 """
 
+from .client import AsyncClient, Client
 from .decision import Decision, Outcome
 from .engine import Engine
 from .errors import (
@@ -30,6 +31,8 @@ from .state import StateSnapshot
 __all__ = [
     "CANONICAL_SIGNALS",
     "REQUEST_FIELDS",
+    "AsyncClient",
+    "Client",
     "CompiledPolicy",
     "DbcError",
     "Decision",

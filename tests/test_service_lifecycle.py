@@ -123,11 +123,13 @@ def test_sigterm_drains_and_exits_0(sockdir: Path, looping_log: Path) -> None:
     assert "draining" in server.stderr and "stopped" in server.stderr
 
 
-def test_sighup_reloads_the_policy_and_keeps_the_old_one_when_the_new_is_broken(sockdir: Path) -> None:
+def test_sighup_reloads_the_policy_and_keeps_the_old_one_when_the_new_is_broken_or_fails_its_tests(
+    sockdir: Path,
+) -> None:
     policy = sockdir / "policy.yaml"
     original = DEFAULT_POLICY.read_text()
     policy.write_text(original)
-    server = Server(sockdir, policy=policy)
+    server = Server(sockdir, "--policy-test", str(ROOT / "policies" / "tests" / "default.yaml"), policy=policy)
     server.wait_ready()
     client = Client(server.socket, timeout=0.5)
     old_hash = client.status()["policy_hash"]
@@ -140,6 +142,18 @@ def test_sighup_reloads_the_policy_and_keeps_the_old_one_when_the_new_is_broken(
     server.wait_log("reload failed, keeping policy")
     assert client.status()["policy_hash"] == old_hash  # still serving the old policy
     assert client.decide(VIDEO).policy_hash == old_hash
+
+    # Loads and lints, but fails its test suite (video allowed while driving): refused too.
+    unsafe = original.replace("content: video}\n    outcome: deny", "content: video}\n    outcome: allow", 1)
+    assert unsafe != original
+    policy.write_text(unsafe)
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while server.stderr.count("reload failed, keeping policy") < 2:
+        assert time.monotonic() < deadline, server.stderr
+        time.sleep(0.02)
+    assert "video is locked out while moving" in server.stderr  # the failing case is named
+    assert client.status()["policy_hash"] == old_hash
 
     policy.write_text(original.replace("name: default", "name: default-v2", 1))
     server.proc.send_signal(signal.SIGHUP)

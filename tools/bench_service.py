@@ -13,12 +13,15 @@ that has been running.  Clients are separate processes using ``safety.client.Cli
 client library, over the Unix socket); each call is timed alone with ``perf_counter_ns``:
 
 1. one client, sequential decides, in ``--rounds`` rounds: p50 / p99 / p99.9 over all calls,
-   and the spread of the per-round p99 (the machine is shared: a noisy round shows as one);
+   and the spread of the per-round p99.  Interleaved round by round with the same process's
+   raw socket loop against the server (a prepared line, sendall, recv: the client library's
+   share) and against a bare asyncio echo server (the machine's own floor for any Python
+   server), so all three see the same state of a shared, drifting machine;
 2. 16 clients at once, each sequential: p50 / p99 and total decisions per second;
 3. frames dropped: frames the player sent onto the virtual bus minus frames the engine saw,
    from ``status`` once the replay has ended (must be 0);
-4. server CPU from ``/proc/<pid>/stat`` (user + system, all threads) over each phase, and the
-   server's CPU with the bus alone (no client).
+4. server CPU from ``/proc/<pid>/stat`` (user + system, all threads) in each phase's
+   measuring windows, and with the bus alone; the machine's idle and stolen CPU meanwhile.
 
 The server runs with ``--rate-limit 0``: the per-client limit (2,000/s by default) protects the
 service, and would otherwise be what this measures.  Nothing here asserts a timing: the exit
@@ -41,7 +44,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout, installed or not
@@ -91,38 +94,42 @@ REQUESTS: tuple[dict[str, Any], ...] = (
 )
 
 # A client process: connects and warms up, waits for the common start time, then decides in
-# `rounds` rounds of `count` calls (or for `seconds`), printing its latencies (ns) and how many
-# fallback decisions it got as one JSON line.
+# `rounds` rounds of `count` calls (or `seconds` each), cycling through `modes` round by round so
+# that the modes share the machine's state (it is shared and drifts): "client" is
+# safety.client.Client; "raw" the least a client can do (a prepared line, sendall, one recv);
+# "echo" the same raw loop against a bare asyncio echo server.  Prints per round its mode and
+# latencies (ns), its wall-clock window, and how many fallback decisions it got, as JSON.
 CLIENT = r"""
-import json, sys, time
+import json, socket, sys, time
 sys.path.insert(0, sys.argv[1])
 from safety.client import Client
 path, start, seconds, count, rounds = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-requests, raw = json.loads(sys.argv[7]), sys.argv[8] == "raw"
+requests, modes, echo_path = json.loads(sys.argv[7]), sys.argv[8].split(","), sys.argv[9]
 n = len(requests)
-if raw:  # the least a client can do: one prepared line, sendall, recv (a response is one recv here)
-    import socket
-    from types import SimpleNamespace
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(path)
-    lines = [json.dumps({"v": 1, "op": "decide", "id": 1, "request": r}).encode() + b"\n" for r in requests]
-    answer = SimpleNamespace(rules=())
-    class Raw:
-        def decide(self, request, index=[0]):
-            index[0] += 1
-            sock.sendall(lines[index[0] % n])
-            sock.recv(65536)
-            return answer
-    client = Raw()
-else:
-    client = Client(path, timeout=1.0)
-for i in range(500):
-    client.decide(requests[i % n])
+lines = [json.dumps({"v": 1, "op": "decide", "id": 1, "request": r}).encode() + b"\n" for r in requests]
+class Raw:
+    rules = ()
+    def __init__(self, where):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(where)
+        self.i = 0
+    def decide(self, request):
+        self.i += 1
+        self.sock.sendall(lines[self.i % n])
+        self.sock.recv(65536)  # a response arrives in one piece here
+        return self
+clients = {}
+for mode in modes:
+    clients[mode] = Client(path, timeout=1.0) if mode == "client" else Raw(path if mode == "raw" else echo_path)
+    for i in range(500):  # connect and warm up
+        clients[mode].decide(requests[i % n])
 while time.time() < start:
     time.sleep(0.001)
 clock = time.perf_counter_ns
-result, fallbacks, windows = [], 0, []
-for _ in range(rounds):
+result, fallbacks = [], 0
+for r in range(rounds):
+    mode = modes[r % len(modes)]
+    client = clients[mode]
     began = time.time()
     lat = []
     end = time.perf_counter() + seconds
@@ -134,10 +141,9 @@ for _ in range(rounds):
         if decision.rules == ("client-fallback",):
             fallbacks += 1
         i += 1
-    result.append(lat)
-    windows.append([began, time.time()])
-    time.sleep(0.2)
-print(json.dumps({"rounds": result, "fallbacks": fallbacks, "windows": windows}))
+    result.append({"mode": mode, "lat": lat, "window": [began, time.time()]})
+    time.sleep(0.1)
+print(json.dumps({"rounds": result, "fallbacks": fallbacks}))
 """
 
 
@@ -156,19 +162,18 @@ asyncio.run(main())
 """
 
 
-def echo_baseline(tmpdir: Path, count: int, rounds: int) -> list[int]:
-    """Round trips to a bare asyncio echo server: what this machine gives any Python server."""
-    path = tmpdir / "echo.sock"
+def start_echo(path: Path) -> subprocess.Popen[bytes]:
+    """The bare asyncio echo server of the machine baseline, listening at ``path``."""
     server = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(path)])
-    try:
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        rounds_out, _, _ = run_clients(path, 1, count=count, rounds=rounds, raw=True)
-    finally:
-        server.terminate()
-        server.wait()
-    return sorted(ns for r in rounds_out for ns in r)
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return server
+
+
+def machine_ticks() -> list[int]:
+    """The machine's CPU time so far by kind (user, nice, system, idle, iowait, irq, softirq, steal)."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -185,11 +190,24 @@ def percentile(sorted_ns: list[int], q: float) -> float:
     return sorted_ns[index] / 1000.0
 
 
+class Round(NamedTuple):
+    mode: str
+    lat: list[int]  # ns
+    window: tuple[float, float]  # wall clock
+
+
 def run_clients(
-    socket_path: Path, clients: int, *, seconds: float = 0.0, count: int = 0, rounds: int = 1, raw: bool = False
-) -> tuple[list[list[int]], int, list[tuple[float, float]]]:
-    """Start ``clients`` client processes together: per client and round their latencies (ns),
-    the fallbacks they got, and the wall-clock windows of their rounds."""
+    socket_path: Path,
+    clients: int,
+    *,
+    seconds: float = 0.0,
+    count: int = 0,
+    rounds: int = 1,
+    modes: tuple[str, ...] = ("client",),
+    echo: Path | None = None,
+) -> tuple[list[Round], int]:
+    """Start ``clients`` client processes together: every round of every client, and the
+    fallbacks they got."""
     start = time.time() + 1.5 + 0.05 * clients  # time for every process to import and warm up
     procs = [
         subprocess.Popen(
@@ -204,23 +222,26 @@ def run_clients(
                 str(count),
                 str(rounds),
                 json.dumps(REQUESTS),
-                "raw" if raw else "client",
+                ",".join(modes),
+                str(echo or ""),
             ],
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(clients)
     ]
-    rounds_out: list[list[int]] = []
-    windows: list[tuple[float, float]] = []
+    out: list[Round] = []
     fallbacks = 0
     for proc in procs:
-        out, _ = proc.communicate(timeout=300)
-        result = json.loads(out)
-        rounds_out += result["rounds"]
+        stdout, _ = proc.communicate(timeout=300)
+        result = json.loads(stdout)
+        out += [Round(r["mode"], r["lat"], (r["window"][0], r["window"][1])) for r in result["rounds"]]
         fallbacks += result["fallbacks"]
-        windows += [(began, ended) for began, ended in result["windows"]]
-    return rounds_out, fallbacks, windows
+    return out, fallbacks
+
+
+def pooled(rounds: list[Round], mode: str) -> list[int]:
+    return sorted(ns for r in rounds if r.mode == mode for ns in r.lat)
 
 
 class CpuSampler:
@@ -273,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     # Replay long enough for every phase (generous: clients take a while to start).
     # Replay long enough for every phase, client start-ups included (checked: the bus must still
     # be playing when the last phase ends).
-    phases_s = 4 * 2.5 + 1.5 * args.rounds * (args.single / 4000 + 0.3) + args.seconds
+    phases_s = 3 * 2.5 + 3 * args.rounds * (args.single / 4000 + 0.15) + args.seconds
     replay_s = 3.0 + warmup + 3.0 + phases_s + (0.0 if args.quick else 10.0)
     with tempfile.TemporaryDirectory(prefix="dg-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -332,35 +353,48 @@ def measure(
     while status["frames_seen"] < warmup_frames:
         time.sleep(0.2)
         status = client.status()
+    machine_before = machine_ticks()
     sampler = CpuSampler(pid)
     began = time.time()
     time.sleep(2.0)
     bus_only_cpu = sampler.percent([(began, time.time())])
     fps = client.status()["frames_per_s"]
 
-    print(f"1 client: {args.rounds} rounds of {args.single} calls", file=sys.stderr)
-    rounds, single_fallbacks, windows = run_clients(socket_path, 1, count=args.single, rounds=args.rounds)
-    # Each round's own CPU, averaged: the pauses between rounds are not the client's load.
-    single_cpu = statistics.mean(sampler.percent([w]) for w in windows)
-    single = sorted(ns for r in rounds for ns in r)
-    round_p99 = [percentile(sorted(r), 0.99) for r in rounds]
+    print(f"1 client: {args.rounds} rounds of {args.single} calls per mode, interleaved", file=sys.stderr)
+    echo_path = tmpdir / "echo.sock"
+    echo_server = start_echo(echo_path)
+    try:
+        modes = ("client", "raw", "echo")
+        rounds, single_fallbacks = run_clients(
+            socket_path, 1, count=args.single, rounds=len(modes) * args.rounds, modes=modes, echo=echo_path
+        )
+    finally:
+        echo_server.terminate()
+        echo_server.wait()
+    # The server's CPU in the library client's rounds, averaged (not the pauses between rounds).
+    single_cpu = statistics.mean(sampler.percent([r.window]) for r in rounds if r.mode == "client")
+    single, raw, echo = pooled(rounds, "client"), pooled(rounds, "raw"), pooled(rounds, "echo")
+    round_p99 = [percentile(sorted(r.lat), 0.99) for r in rounds if r.mode == "client"]
     single_rate = len(single) / (sum(single) / 1e9)
 
-    print("1 raw client (no client library), and the echo baseline", file=sys.stderr)
-    raw_rounds, _, _ = run_clients(socket_path, 1, count=args.single, rounds=max(2, args.rounds // 2), raw=True)
-    raw = sorted(ns for r in raw_rounds for ns in r)
-    echo = echo_baseline(tmpdir, args.single, max(2, args.rounds // 2))
-
     print(f"{args.clients} clients for {args.seconds:g} s", file=sys.stderr)
-    many_rounds, many_fallbacks, windows = run_clients(socket_path, args.clients, seconds=args.seconds)
-    many_cpu = sampler.percent(windows)
-    many = sorted(ns for r in many_rounds for ns in r)
+    many_rounds, many_fallbacks = run_clients(socket_path, args.clients, seconds=args.seconds)
+    many_cpu = sampler.percent([r.window for r in many_rounds])
+    many = pooled(many_rounds, "client")
     total_rate = len(many) / args.seconds
     sampler.stop()
     still_playing = not client.status()["replay"]["done"]
     if not still_playing:
         print("the replay ended before the last phase did: the log is too short", file=sys.stderr)
         still_playing = args.quick  # a smoke run checks the tool, not the figures
+
+    spent = [after - before for before, after in zip(machine_before, machine_ticks(), strict=True)]
+    share = {
+        kind: 100 * ticks / max(sum(spent), 1)
+        for kind, ticks in zip(
+            ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"), spent, strict=True
+        )
+    }
 
     # Frames dropped: wait for the replay to end, then compare what was sent with what was seen.
     print("waiting for the replay to end", file=sys.stderr)
@@ -390,11 +424,11 @@ def measure(
         ),
         ("1 client: decisions/s (sequential)", f"{single_rate:,.0f}"),
         (
-            "1 raw client (prepared line, sendall, recv): p50 / p99",
+            "1 raw client (prepared line, sendall, recv), same rounds interleaved: p50 / p99",
             f"{percentile(raw, 0.5):.0f} / {percentile(raw, 0.99):.0f} µs",
         ),
         (
-            "machine baseline: bare asyncio echo server, same raw client: p50 / p99",
+            "machine baseline: bare asyncio echo server, same raw client, interleaved: p50 / p99",
             f"{percentile(echo, 0.5):.0f} / {percentile(echo, 0.99):.0f} µs",
         ),
         (
@@ -408,6 +442,10 @@ def measure(
             f"{bus_only_cpu:.0f} / {single_cpu:.0f} / {many_cpu:.0f} % of one core",
         ),
         ("fallback decisions (client-fallback)", f"{single_fallbacks + many_fallbacks}"),
+        (
+            "machine while measuring (all CPUs)",
+            f"{share['idle']:.0f} % idle, {share['steal']:.0f} % stolen by the hypervisor",
+        ),
     ]
     load = os.getloadavg()[0]
     print(

@@ -32,6 +32,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--vehicle", required=True, help="vehicle profile (YAML beside its DBC)")
     parser.add_argument("--policy", required=True, help="policy file (YAML); SIGHUP reloads it from this path")
     parser.add_argument(
+        "--policy-test",
+        action="append",
+        default=[],
+        metavar="SUITE",
+        help="on SIGHUP the new policy must also pass this test suite (repeatable); it is always linted",
+    )
+    parser.add_argument(
         "--socket", required=True, type=Path, help="Unix socket path, e.g. /run/drivegate/drivegate.sock"
     )
     parser.add_argument(

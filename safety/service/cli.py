@@ -28,6 +28,7 @@ def serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         socket_path=Path(args.socket),
         policy_path=Path(args.policy),
+        policy_tests=tuple(Path(t) for t in args.policy_test),
         tcp_port=args.tcp_port,
         allow_uids=frozenset(args.allow_uid),
         allow_gids=frozenset(args.allow_gid),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -51,6 +52,7 @@ class ServiceConfig:
 
     socket_path: Path
     policy_path: Path
+    policy_tests: tuple[Path, ...] = ()  # suites a reloaded policy must pass (it is linted anyway)
     tcp_port: int | None = None  # loopback only
     allow_uids: frozenset[int] = frozenset()
     allow_gids: frozenset[int] = frozenset()
@@ -416,8 +418,9 @@ class Service:
     async def reload_policy(self) -> None:
         """SIGHUP: reload the policy file through the Engine's atomic, validated path.
 
-        Loading (YAML, compile) runs on a worker thread so requests keep being answered; the
-        Engine swaps under its lock only a policy that loaded, and keeps the old one otherwise.
+        Loading, lint and the ``--policy-test`` suites run on a worker thread so requests keep
+        being answered; the Engine swaps under its lock only a policy that passed them all, and
+        keeps the old one otherwise.
         """
         assert self._reloading is not None
         async with self._reloading:
@@ -425,7 +428,8 @@ class Service:
             old = self.engine.policy.hash
             log(f"SIGHUP: reloading the policy from {path}")
             try:
-                result = await asyncio.get_running_loop().run_in_executor(None, self.engine.reload, path)
+                reload = functools.partial(self.engine.reload, path, tests=self.config.policy_tests)
+                result = await asyncio.get_running_loop().run_in_executor(None, reload)
             except DriveGateError as exc:
                 log(f"reload failed, keeping policy {old}:\n{exc}")
                 return
