@@ -47,8 +47,8 @@ from .findings import (
     rule_name,
     verdict_text,
 )
-from .policy.compile import CompiledPolicy, CompiledRule
-from .space import BudgetExceeded, Region, Space, Walker, condition_constants
+from .policy.compile import CompiledPolicy, CompiledRule, condition_constants
+from .space import BudgetExceeded, Region, Space, Walker
 
 WHOLE_SPACE_CELLS = 200_000
 WHOLE_SPACE_BUDGET = 100_000  # splits tried on a larger space before going rule by rule

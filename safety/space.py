@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policy.compile import CompiledPolicy, CompiledRule
-from .policy.model import DRIVING_STATES, WORKLOADS, AllOf, AnyOf, Condition, Test, condition_fields
+from .policy.compile import CompiledPolicy, CompiledRule, condition_constants
+from .policy.model import DRIVING_STATES, WORKLOADS, condition_fields
 from .signals import CANONICAL_SIGNALS
 from .state import StateConfig
 
@@ -112,21 +112,6 @@ def field_domain(name: str, source: str) -> tuple[Interval, bool]:
     spec = CANONICAL_SIGNALS[name]
     low, high = spec.physical_range or (-math.inf, math.inf)
     return Interval(low, high, True, True), False
-
-
-def condition_constants(cond: Condition, out: dict[str, set[Any]]) -> None:
-    """Collect, per field, every constant a condition compares with."""
-    if isinstance(cond, Test):
-        bucket = out.setdefault(cond.field, set())
-        if isinstance(cond.value, frozenset | tuple):
-            bucket.update(cond.value)
-        else:
-            bucket.add(cond.value)
-    elif isinstance(cond, AllOf | AnyOf):
-        for item in cond.items:
-            condition_constants(item, out)
-    else:
-        condition_constants(cond.item, out)
 
 
 def machine_constants(cfg: StateConfig) -> dict[str, set[float]]:

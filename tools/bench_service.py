@@ -51,46 +51,17 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout, installed or n
 
 from safety.client import Client  # noqa: E402
 from safety.drive import drive_duration  # noqa: E402
+from safety.replay import BUILTIN_PROBES  # noqa: E402
 
 VEHICLE = ROOT / "dbc" / "demo_sedan.yaml"
 POLICY = ROOT / "policies" / "default.yaml"
 BUS_RATE = 9009.0  # frames/s: 1 Mbit/s, 11-bit ids, 8 data bytes, 111 bits per frame
 DRIVE_FRAMES = 51952  # frames of one demo drive (tests/test_replay.py checks this count)
 # What an assistant asks during a drive; each client cycles through them.
-REQUESTS: tuple[dict[str, Any], ...] = (
-    {
-        "kind": "notification",
-        "category": "message",
-        "modality": "visual",
-        "content": "text",
-        "priority": "normal",
-        "text_length": 80,
-    },
-    {
-        "kind": "notification",
-        "category": "calendar",
-        "modality": "visual",
-        "content": "text",
-        "priority": "normal",
-        "text_length": 24,
-    },
-    {"kind": "interaction", "category": "media", "modality": "visual", "content": "video", "priority": "low"},
-    {
-        "kind": "notification",
-        "category": "call",
-        "modality": "visual",
-        "content": "text",
-        "priority": "critical",
-        "text_length": 40,
-    },
-    {
-        "kind": "interaction",
-        "category": "approval",
-        "modality": "visual",
-        "content": "list",
-        "priority": "normal",
-        "list_items": 12,
-    },
+REQUESTS: tuple[dict[str, Any], ...] = tuple(
+    {k: v for k, v in probe.items() if k != "id"}
+    for probe in BUILTIN_PROBES
+    if probe["id"] in ("message-text", "short-text", "video", "critical-call", "list")
 )
 
 # A client process: connects and warms up, waits for the common start time, then decides in

@@ -76,7 +76,7 @@ def compile_policy(doc: PolicyDoc) -> CompiledPolicy:
     constants: dict[str, set[Any]] = {}
     for rule in doc.rules:
         if rule.when is not None:
-            _collect(rule.when, constants)
+            condition_constants(rule.when, constants)
     # Derived states are always part of the key: their unknown-ness matters to every rule.
     state_names = ["driving_state", "workload"]
     if doc.state.speed_bands:
@@ -125,7 +125,8 @@ def _state_config(doc: PolicyDoc) -> StateConfig:
     )
 
 
-def _collect(cond: Condition, out: dict[str, set[Any]]) -> None:
+def condition_constants(cond: Condition, out: dict[str, set[Any]]) -> None:
+    """Collect, per field, every constant a condition compares with."""
     if isinstance(cond, Test):
         bucket = out.setdefault(cond.field, set())
         if isinstance(cond.value, frozenset | tuple):
@@ -134,9 +135,9 @@ def _collect(cond: Condition, out: dict[str, set[Any]]) -> None:
             bucket.add(cond.value)
     elif isinstance(cond, AllOf | AnyOf):
         for item in cond.items:
-            _collect(item, out)
+            condition_constants(item, out)
     else:
-        _collect(cond.item, out)
+        condition_constants(cond.item, out)
 
 
 def _representatives(spec: FieldSpec, constants: set[Any]) -> tuple[Any, ...]:
