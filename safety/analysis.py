@@ -176,7 +176,10 @@ def _rule_findings(
         without = ~(1 << r)
         if all(decision_key(verdicts(m)) == decision_key(verdicts(m & without)) for m in holdsets):
             out.append(_redundancy(rule.id, rule.source.loc, r, holdsets, verdicts, policy))
+    overrides = _Overrides(rules)
     for r, rule in enumerate(rules):
+        for q in bits(union[r]):
+            overrides.overlap(r, q)
         if not regular >> r & 1:
             continue
         candidates = union[r] & regular & ~((2 << r) - 1)  # later rules only: each pair once
@@ -188,8 +191,77 @@ def _rule_findings(
             mask, region = min(
                 ((m, reg) for m, reg in per_rule[r].items() if m >> q & 1), key=lambda item: bool(item[0] & ~regular)
             )
-            out.append(_conflict(rule, other, example(space, region), verdicts(mask)))
-    return out
+            out += overrides.conflict(r, q, example(space, region), verdicts(mask))
+    return out + overrides.unused()
+
+
+class _Overrides:
+    """The rules' ``overrides`` declarations: they turn a conflict into an intended one.
+
+    A declared pair whose overlap the declaring rule decides (it is the more restrictive)
+    is not reported; one the other rule decides is ``override-ineffective`` (evaluation is
+    always most restrictive wins, so the declaration cannot be what happens); a declared
+    pair that never holds together is ``override-unused``.
+    """
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.rules = rules
+        index = {rule.id: i for i, rule in enumerate(rules)}
+        self.declared = {
+            (r, index[other]) for r, rule in enumerate(rules) for other in rule.source.overrides if other in index
+        }
+        self.overlapping: set[tuple[int, int]] = set()
+
+    def pairs(self) -> set[tuple[int, int]]:
+        """Declared pairs, each as (lower index, higher index)."""
+        return {(min(a, b), max(a, b)) for a, b in self.declared}
+
+    def overlap(self, r: int, q: int) -> None:
+        """Rules ``r`` and ``q`` hold together somewhere."""
+        self.overlapping.add((r, q))
+        self.overlapping.add((q, r))
+
+    def conflict(self, r: int, q: int, found: dict[str, dict[str, Any]], decided: Verdict | None) -> list[LintFinding]:
+        """The finding for a conflict between rules ``r`` < ``q``, as the declarations have it."""
+        self.overlap(r, q)
+        rule, other = self.rules[r], self.rules[q]
+        out = []
+        for a, b in ((r, q), (q, r)):
+            if (a, b) in self.declared and self.rules[a].rank < self.rules[b].rank:
+                out.append(_ineffective(self.rules[a], self.rules[b], found, decided))
+        if out or (r, q) in self.declared or (q, r) in self.declared:
+            return out
+        return [_conflict(rule, other, found, decided)]
+
+    def unused(self) -> list[LintFinding]:
+        out = []
+        for a, b in sorted(self.declared):
+            if (a, b) not in self.overlapping:
+                rule, other = self.rules[a], self.rules[b]
+                out.append(
+                    LintFinding(
+                        "override-unused",
+                        "warning",
+                        rule.source.overrides[other.id],
+                        f"rule '{rule.id}' declares it overrides '{other.id}', but the two never hold together",
+                    )
+                )
+        return out
+
+
+def _ineffective(
+    rule: CompiledRule, other: CompiledRule, found: dict[str, dict[str, Any]], decided: Verdict | None
+) -> LintFinding:
+    result = f" -> {verdict_text(decided)}" if decided is not None else ""
+    return LintFinding(
+        "override-ineffective",
+        "warning",
+        rule.source.overrides[other.id],
+        f"rule '{rule.id}' ({rule.outcome.value}) declares it overrides '{other.id}' ({other.outcome.value}, line "
+        f"{other.source.loc.line}), but where both hold the more restrictive '{other.id}' decides (most "
+        f"restrictive wins), e.g. {example_text(found)}{result}",
+        found,
+    )
 
 
 def _unreachable(rule: CompiledRule) -> LintFinding:
@@ -330,12 +402,13 @@ class _PerRule:
         accepts = self._accepts()
         out: list[LintFinding] = []
         unchecked = 0
+        overrides = _Overrides(rules)
+        declared = overrides.pairs()
         for r, rule in enumerate(rules):
-            if rule.exception or not usable[r]:
-                continue
             for q in range(r + 1, len(rules)):
                 other = rules[q]
-                if other.exception or not usable[q] or other.outcome == rule.outcome:
+                conflicting = not (rule.exception or other.exception or other.outcome == rule.outcome)
+                if not (usable[r] and usable[q] and (conflicting or (r, q) in declared)):
                     continue
                 if any(accepts[r][d] & mask == 0 for d, mask in accepts[q].items() if d in accepts[r]):
                     continue  # some field they both read has no cell both accept: they never overlap
@@ -356,11 +429,15 @@ class _PerRule:
                     pass
                 except BudgetExceeded:
                     unchecked += 1
+                    overrides.overlap(r, q)  # not known not to: never call a declaration unused on a guess
                     continue
                 finally:
                     self.steps += walker.steps
-                if all(k in seen for k in (1, 2, 3)):
-                    out.append(_conflict(rule, other, example(self.space, seen[3]), None))
+                if 3 in seen:
+                    overrides.overlap(r, q)
+                if conflicting and all(k in seen for k in (1, 2, 3)):
+                    out += overrides.conflict(r, q, example(self.space, seen[3]), None)
+        out += overrides.unused()
         if unchecked:
             self.notes.append(f"{unchecked} pair(s) of rules were not checked for conflict (analysis limit)")
         return out

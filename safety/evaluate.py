@@ -85,10 +85,18 @@ class Evaluator:
     def __init__(self, policy: CompiledPolicy) -> None:
         self.policy = policy
         self._cache: dict[tuple[Any, ...], Verdict] = {}
+        # The engine passes the same state mapping while nothing decision-relevant changed
+        # (it is never mutated), so its cell key is computed once per change, not per decision.
+        # One attribute holding (mapping, key): replaced whole, so threads never see a mix.
+        self._state_key: tuple[Mapping[str, Any] | None, tuple[Any, ...]] = (None, ())
 
     def verdict(self, state: Mapping[str, Any], request: Mapping[str, Any]) -> Verdict:
         policy = self.policy
-        key = (policy.state_key(state), policy.request_key(request))
+        last_state, state_key = self._state_key
+        if state is not last_state:
+            state_key = policy.state_key(state)
+            self._state_key = (state, state_key)
+        key = (state_key, policy.request_key(request))
         found = self._cache.get(key)
         if found is not None:
             return found

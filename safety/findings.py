@@ -10,6 +10,9 @@ holds what it shares with ``lint`` and ``compare``.  The codes:
 - ``conflict``: two ordinary rules with different outcomes hold together somewhere and
   neither's condition implies the other's, so only "most restrictive wins" decides;
 - ``gap``: combinations where no ordinary rule holds and the default decides, grouped;
+- ``override-ineffective``: a rule declares ``overrides: [other]`` but where both hold the
+  other is the more restrictive and decides; ``override-unused``: the two never hold together
+  (a declared override is otherwise not reported as a conflict);
 - ``threshold-out-of-range``, ``narrow-hysteresis``, ``weak-ref``: checks of the constants;
 - ``unmapped-signal`` (``lint --vehicle``), ``analysis-limit`` (a walk ran out of budget).
 

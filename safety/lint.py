@@ -10,6 +10,8 @@ Severity: ``error`` for what is certainly wrong (every loader problem, a rule th
 never apply, a threshold outside the physical range); ``warning`` for what a safety
 engineer must look at and may intend (shadowed, redundant, conflicting rules, gaps where
 the default decides, narrow hysteresis, short refs, unmapped signals, analysis limits).
+Warnings whose code a policy lists in ``lint: {ignore: [...]}`` (or ``--ignore`` names) are
+not reported, only counted; ``--no-policy-ignore`` shows them.  Errors are never ignored.
 Both count as findings: exit 0 when there are none, 1 when there are findings (or the
 compared policies differ), 2 when an input is unusable (unreadable, not YAML, empty, or a
 vehicle profile that does not load).  Findings go to stdout sorted by place; notes and a
@@ -22,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from .analysis import Analysis, Comparison, analyze, compare
 from .errors import DriveGateError, LoadError, Location, PolicyError
 from .findings import LintFinding, condition_tests
 from .policy import CompiledPolicy, load_policy
+from .policy.model import LINT_IGNORABLE
 from .profile import VehicleProfile, load_profile
 from .signals import CANONICAL_SIGNALS
 
@@ -46,6 +50,7 @@ class FileReport:
     unusable: bool = False
     analysis: Analysis | None = None
     seconds: float = 0.0
+    ignored: list[LintFinding] = field(default_factory=list)  # by the policy's lint.ignore or --ignore
 
 
 def load_findings(error: LoadError) -> list[LintFinding]:
@@ -53,8 +58,19 @@ def load_findings(error: LoadError) -> list[LintFinding]:
     return [LintFinding(e.code, "error", e.location, e.message) for e in error.errors]
 
 
-def lint_file(path: str | Path, vehicle: VehicleProfile | None = None, *, max_examples: int = 5) -> FileReport:
-    """Load, analyse and (with a vehicle) cross-check one policy file."""
+def lint_file(
+    path: str | Path,
+    vehicle: VehicleProfile | None = None,
+    *,
+    max_examples: int = 5,
+    ignore: Iterable[str] = (),
+    use_policy_ignore: bool = True,
+) -> FileReport:
+    """Load, analyse and (with a vehicle) cross-check one policy file.
+
+    Warnings whose code is in ``ignore`` or in the policy's own ``lint: {ignore: [...]}``
+    (unless ``use_policy_ignore`` is false) go to ``report.ignored``; errors never do.
+    """
     report = FileReport(str(path))
     start = time.perf_counter()
     try:
@@ -68,6 +84,10 @@ def lint_file(path: str | Path, vehicle: VehicleProfile | None = None, *, max_ex
     report.findings = list(report.analysis.findings)
     if vehicle is not None:
         report.findings += vehicle_findings(policy, vehicle)
+    skip = set(ignore) | (set(policy.doc.lint_ignore) if use_policy_ignore else set())
+    kept = [f for f in report.findings if f.severity == "error" or f.code not in skip]
+    report.ignored = [f for f in report.findings if f.severity != "error" and f.code in skip]
+    report.findings = kept
     report.seconds = time.perf_counter() - start
     return report
 
@@ -147,6 +167,19 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--max-examples", type=int, default=5, metavar="N", help="gap groups and compare examples shown (default: 5)"
     )
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="CODE",
+        choices=LINT_IGNORABLE,
+        help="do not report warnings with this code (repeatable); added to each policy's own lint.ignore",
+    )
+    parser.add_argument(
+        "--no-policy-ignore",
+        action="store_true",
+        help="report the warnings a policy's lint.ignore declares expected (a reviewer's full view)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -167,7 +200,20 @@ def run(args: argparse.Namespace) -> int:
         except LoadError as exc:
             findings += load_findings(exc)
             unusable = True
-    reports = [] if unusable else [lint_file(p, vehicle, max_examples=args.max_examples) for p in args.policies]
+    reports = (
+        []
+        if unusable
+        else [
+            lint_file(
+                p,
+                vehicle,
+                max_examples=args.max_examples,
+                ignore=args.ignore,
+                use_policy_ignore=not args.no_policy_ignore,
+            )
+            for p in args.policies
+        ]
+    )
     for report in reports:
         findings += report.findings
         unusable = unusable or report.unusable
@@ -196,8 +242,10 @@ def run(args: argparse.Namespace) -> int:
             for note in report.analysis.notes:
                 print(f"drivegate lint: {report.file}: {note}", file=sys.stderr)
     errors = sum(f.severity == "error" for f in findings)
+    ignored = sum(len(r.ignored) for r in reports)
     print(
         f"drivegate lint: {len(reports)} policy file(s): {errors} error(s), {len(findings) - errors} warning(s)"
+        + (f", {ignored} ignored (lint.ignore / --ignore)" if ignored else "")
         + (f"; compare: {comparison.result}" if comparison else ""),
         file=sys.stderr,
     )
@@ -219,6 +267,7 @@ def _json(
                 "regions": r.analysis.regions if r.analysis else None,
                 "notes": r.analysis.notes if r.analysis else [],
                 "seconds": round(r.seconds, 4),
+                "ignored": [f.to_dict() for f in r.ignored],
             }
             for r in reports
         ],

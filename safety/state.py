@@ -398,8 +398,10 @@ class VehicleState:
     # ------------------------------------------------------------------ queries
     def ages(self, now: float) -> dict[str, float | None]:
         """Seconds since each signal's last frame at ``now`` (None: never received)."""
+        # On the logged decision path: plain comparisons, no calls.
         return {
-            name: None if sig.time == -math.inf else max(now - sig.time, 0.0) for name, sig in self._signals.items()
+            name: (now - t if t < now else 0.0) if (t := sig.time) != -math.inf else None
+            for name, sig in self._signals.items()
         }
 
     def snapshot(self, now: float | None = None) -> StateSnapshot:

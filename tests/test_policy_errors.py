@@ -45,7 +45,7 @@ def test_all_problems_collected_and_sorted(tmp_path: Path) -> None:
     )
     assert errors_of(tmp_path, text) == [
         "p.yaml:7:5: unknown-key: unknown key 'whne' in rules[0]; expected one of: constraints, description, "
-        "exception, id, outcome, reason, ref, when",
+        "exception, id, outcome, overrides, reason, ref, when",
         "p.yaml:11:21: unknown-value: rule 'b'.when.content: 'vidoe' is not a value of this field; expected one of: "
         "text, image, video, list, keyboard, none",
         "p.yaml:11:28: unknown-field: unknown field 'speeed' in rule 'b'.when; expected a state or request field "

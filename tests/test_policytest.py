@@ -137,8 +137,8 @@ def test_failing_case_shows_the_diff_and_the_explanation(tmp_path: Path) -> None
         "        explanation:",
     ]
     explanation = lines[12 : lines.index("1 passed, 1 failed: 2 checks (2 cases, 0 scenarios) in 1 file(s)")]
-    assert "            voice-low-workload: holds -> allow  [policies/default.yaml:91:5]" in explanation
-    assert "                workload == high: false (workload is low)  [policies/default.yaml:122:7]" in explanation
+    assert "            voice-low-workload: holds -> allow  [policies/default.yaml:100:5]" in explanation
+    assert "                workload == high: false (workload is low)  [policies/default.yaml:131:7]" in explanation
     assert explanation[-3:] == [
         "          decision: allow",
         "            rules: voice-low-workload",
@@ -173,7 +173,7 @@ def test_failing_case_in_json(tmp_path: Path) -> None:
             "actual": "low",
             "result": False,
             "negated": False,
-            "location": "policies/default.yaml:122:7",
+            "location": "policies/default.yaml:131:7",
         }
     ]
     assert report["results"][0]["explanation"] is None  # only failures carry one
@@ -185,16 +185,16 @@ def test_coverage_lists_rules_never_exercised_and_enforces_the_threshold(tmp_pat
     assert result.returncode == 1
     assert result.stdout.splitlines()[-12:] == [
         "rule coverage: 1/11 rules (9.1%)",
-        "  not exercised: parked-allow  [policies/default.yaml:50:5]",
-        "  not exercised: lockout-image  [policies/default.yaml:62:5]",
-        "  not exercised: lockout-reading-text  [policies/default.yaml:67:5]",
-        "  not exercised: lockout-text-entry  [policies/default.yaml:77:5]",
-        "  not exercised: limit-list  [policies/default.yaml:83:5]",
-        "  not exercised: voice-low-workload  [policies/default.yaml:91:5]",
-        "  not exercised: glanceable-visual  [policies/default.yaml:99:5]",
-        "  not exercised: manual-simple  [policies/default.yaml:110:5]",
-        "  not exercised: hold-high-workload  [policies/default.yaml:117:5]",
-        "  not exercised: critical-by-voice  [policies/default.yaml:128:5]",
+        "  not exercised: parked-allow  [policies/default.yaml:56:5]",
+        "  not exercised: lockout-image  [policies/default.yaml:69:5]",
+        "  not exercised: lockout-reading-text  [policies/default.yaml:75:5]",
+        "  not exercised: lockout-text-entry  [policies/default.yaml:85:5]",
+        "  not exercised: limit-list  [policies/default.yaml:91:5]",
+        "  not exercised: voice-low-workload  [policies/default.yaml:100:5]",
+        "  not exercised: glanceable-visual  [policies/default.yaml:108:5]",
+        "  not exercised: manual-simple  [policies/default.yaml:119:5]",
+        "  not exercised: hold-high-workload  [policies/default.yaml:126:5]",
+        "  not exercised: critical-by-voice  [policies/default.yaml:139:5]",
         "rule coverage 9.1% is under the required 10%",
     ]
     assert drivegate("test", DEFAULT, path, "--coverage", "9").returncode == 0

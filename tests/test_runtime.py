@@ -90,6 +90,26 @@ def test_decision_log_records(tmp_path: Path) -> None:
     )
 
 
+def test_decision_log_follows_the_state_and_odd_requests(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    engine = Engine.load(DEMO_VEHICLE, DEFAULT_POLICY, decision_log=DecisionLog(path))
+    car = DemoCar(engine)
+    car.hold(0.0, 0.2, **CITY)
+    engine.decide(request(id="a"))
+    engine.decide(request(id="b"))
+    car.hold(0.2, 0.4, speed=0.0, gear="P")
+    engine.decide(request(id="c"))
+    engine.decide({1: "not a field name", "kind": ["x"]})
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["request"].get("id"), r["state"]["speed"], r["state"]["gear"]) for r in records[:3]] == [
+        ("a", 45.0, "D"),
+        ("b", 45.0, "D"),
+        ("c", 0.0, "P"),
+    ]
+    assert records[3]["request"] == {"1": "not a field name", "kind": ["x"]}
+    assert (records[3]["outcome"], records[3]["rules"]) == ("deny", ["request-invalid"])
+
+
 def test_decision_log_rotates(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     engine = Engine.load(DEMO_VEHICLE, DEFAULT_POLICY, decision_log=DecisionLog(path, max_bytes=4000, backups=2))

@@ -133,11 +133,15 @@ BAD_POLICIES = {
     "unknown trigger key": ("abs: true, on_above", "abs: true, above: 1, on_above"),
     "numeric trigger with in": ("abs: true, on_above: 90, off_below: 45", "in: [1]"),
     "standstill needs both": ("  workload:\n", "  standstill: {on_below: 1}\n  workload:\n"),
+    "overrides not a list": ("    outcome: deny", "    outcome: deny\n    overrides: ok"),
+    "error code in lint.ignore": ("default: deny", "default: deny\nlint: {ignore: [unreachable-rule]}"),
+    "unknown lint key": ("default: deny", "default: deny\nlint: {ignroe: [gap]}"),
 }
 # What only the loader can see: relations between values, and names defined elsewhere in the file.
 LOADER_ONLY_POLICIES = {
     "inverted hysteresis": ("on_above: 90, off_below: 45", "on_above: 45, off_below: 90"),
     "empty range": ("    when: {content: video}", "    when: {speed: {between: [5, 3]}}"),
+    "override of an unknown rule": ("    outcome: deny", "    outcome: deny\n    overrides: [nope]"),
     "duplicate rule id": ("    outcome: deny", f"    outcome: deny\n  - id: ok\n    ref: {REF}\n    outcome: deny"),
     "enum trigger value": (
         "{signal: steering_angle, abs: true, on_above: 90, off_below: 45}",

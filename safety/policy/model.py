@@ -6,6 +6,7 @@ never code, so every question about a policy can be answered exactly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +24,18 @@ WORKLOADS = ("low", "high")
 NUMBER_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "between")
 ENUM_OPS = ("eq", "ne", "in", "not_in")
 BOOL_OPS = ("eq", "ne")
+# Lint warnings a policy may declare expected (``lint: {ignore: [...]}``).  Errors, and the
+# warnings that say the analysis itself is incomplete or a declaration is wrong, cannot be.
+LINT_IGNORABLE = (
+    "conflict",
+    "gap",
+    "narrow-hysteresis",
+    "override-unused",
+    "redundant-rule",
+    "shadowed-rule",
+    "unmapped-signal",
+    "weak-ref",
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,9 @@ class Rule:
     reason: str
     description: str
     loc: Location
+    # Rules this one is meant to take precedence over where both hold (id -> where it is
+    # written).  A declaration for reviewers, checked by lint; evaluation is unchanged.
+    overrides: Mapping[str, Location] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,3 +184,4 @@ class PolicyDoc:
     content_hash: str
     requires_parked_to_activate: bool = False
     budgets: Budgets = field(default_factory=Budgets)
+    lint_ignore: Mapping[str, Location] = field(default_factory=dict)  # lint codes not reported, and where

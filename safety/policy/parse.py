@@ -12,6 +12,7 @@ from ..decision import OUTCOMES, Outcome
 from ..errors import Location, PolicyError
 from ..signals import CANONICAL_SIGNALS
 from .model import (
+    LINT_IGNORABLE,
     AllOf,
     AnyOf,
     Budgets,
@@ -28,8 +29,8 @@ from .model import (
     condition_fields,
 )
 
-TOP_KEYS = ("version", "name", "description", "default", "state", "rules", "activation", "budgets")
-RULE_KEYS = ("id", "ref", "description", "when", "outcome", "constraints", "exception", "reason")
+TOP_KEYS = ("version", "name", "description", "default", "state", "rules", "activation", "budgets", "lint")
+RULE_KEYS = ("id", "ref", "description", "when", "outcome", "constraints", "exception", "reason", "overrides")
 STATE_KEYS = ("standstill", "workload", "speed_bands")
 CONSTRAINT_KEYS: dict[str, tuple[str, ...]] = {
     "degrade": ("modality", "max_text_length", "max_list_items", "input"),
@@ -78,6 +79,7 @@ def _parse_doc(path: str, root: Node, check: Checker) -> PolicyDoc | None:
         node = activation.get("require_parked")
         parked_only = bool(node is not None and check.boolean(node, "activation.require_parked"))
     budgets = _parse_budgets(root.get("budgets"), check)
+    lint_ignore = _parse_lint(root.get("lint"), check)
     canonical = json.dumps(root.plain(), sort_keys=True, separators=(",", ":"), default=str)
     content_hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return PolicyDoc(
@@ -91,7 +93,37 @@ def _parse_doc(path: str, root: Node, check: Checker) -> PolicyDoc | None:
         content_hash=content_hash,
         requires_parked_to_activate=parked_only,
         budgets=budgets,
+        lint_ignore=lint_ignore,
     )
+
+
+def _string_list(node: Node, what: str, check: Checker) -> list[tuple[str, Location]]:
+    """A list of non-empty strings, each with its place; problems reported, bad items skipped."""
+    if not node.is_seq:
+        check.error("expected-type", node.loc, f"{what} must be a list of strings")
+        return []
+    out = []
+    for i, item in enumerate(node.value):
+        text = check.string(item, f"{what}[{i}]")
+        if text is not None:
+            out.append((text, item.loc))
+    return out
+
+
+def _parse_lint(node: Node | None, check: Checker) -> dict[str, Location]:
+    if node is None or not check.mapping(node, "lint", ("ignore",)):
+        return {}
+    ignore = node.get("ignore")
+    found: dict[str, Location] = {}
+    for code, loc in _string_list(ignore, "lint.ignore", check) if ignore is not None else ():
+        if code not in LINT_IGNORABLE:
+            check.error(
+                "unknown-value",
+                loc,
+                f"lint.ignore: '{code}' cannot be ignored; expected one of: {', '.join(LINT_IGNORABLE)}",
+            )
+        found.setdefault(code, loc)
+    return found
 
 
 def _parse_budgets(node: Node | None, check: Checker) -> Budgets:
@@ -293,6 +325,14 @@ def _parse_rules(node: Node | None, check: Checker, fields: dict[str, FieldSpec]
             continue
         seen[rule.id] = rule.loc
         rules.append(rule)
+    for rule in rules:
+        for other, loc in rule.overrides.items():
+            if other == rule.id:
+                check.error("unknown-rule", loc, f"rule '{rule.id}' cannot override itself")
+            elif other not in seen:
+                check.error(
+                    "unknown-rule", loc, f"rule '{rule.id}' overrides '{other}', which is not a rule of this policy"
+                )
     return tuple(rules)
 
 
@@ -317,9 +357,12 @@ def _parse_rule(node: Node, what: str, check: Checker, fields: dict[str, FieldSp
     exception = bool(check.boolean(v["exception"], f"{what}.exception")) if "exception" in v else False
     reason = (check.string(v["reason"], f"{what}.reason") if "reason" in v else None) or ""
     description = (check.string(v["description"], f"{what}.description") if "description" in v else None) or ""
+    overrides = dict(_string_list(v["overrides"], f"{what}.overrides", check)) if "overrides" in v else {}
     if rule_id is None or outcome_text is None or ("when" in v and when is None):
         return None
-    return Rule(rule_id, ref, Outcome(outcome_text), when, constraints, exception, reason, description, node.loc)
+    return Rule(
+        rule_id, ref, Outcome(outcome_text), when, constraints, exception, reason, description, node.loc, overrides
+    )
 
 
 def _parse_constraints(node: Node, what: str, outcome: str, check: Checker) -> dict[str, Any]:
