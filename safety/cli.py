@@ -20,7 +20,7 @@ from .replay import BUILTIN_PROBES, load_probes, replay_file, replay_virtual
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules that add subcommands (see _parser).  One line per module.
-COMMAND_MODULES: tuple[str, ...] = ("logcli", "policycli", "service", "lint", "schema")
+COMMAND_MODULES: tuple[str, ...] = ("logcli", "policycli", "service", "lint", "schema", "signcli")
 DEMO_VEHICLE = ROOT / "dbc" / "demo_sedan.yaml"
 DEFAULT_POLICY = ROOT / "policies" / "default.yaml"
 
