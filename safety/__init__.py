@@ -11,7 +11,7 @@ CAN frames -> vehicle state -> compiled YAML policy -> decision.  The public API
 
 from .client import AsyncClient, Client
 from .decision import Decision, Outcome
-from .engine import Engine
+from .engine import Engine, EngineView
 from .errors import (
     DbcError,
     DriveGateError,
@@ -38,6 +38,7 @@ __all__ = [
     "Decision",
     "DriveGateError",
     "Engine",
+    "EngineView",
     "LoadError",
     "Location",
     "LogFormatError",

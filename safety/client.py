@@ -86,7 +86,7 @@ def decision_from_response(response: Mapping[str, Any]) -> Decision:
     if response.get("ok") is not True:
         error = response.get("error")
         if isinstance(error, Mapping):
-            raise ServiceError(str(error.get("message", "")), code=str(error.get("code", "error")))
+            raise _server_error(error)
         raise ServiceError("the response is neither ok nor an error", code="malformed-response")
     outcome = _OUTCOMES.get(response.get("outcome"))  # type: ignore[arg-type]
     rules = response.get("rules")
@@ -107,6 +107,10 @@ def decision_from_response(response: Mapping[str, Any]) -> Decision:
     ):
         raise ServiceError(f"not a decision: {str(dict(response))[:200]}", code="malformed-response")
     return Decision(outcome, tuple(rules), reason, constraints, policy_hash, state_time, request_id)
+
+
+def _server_error(error: Mapping[str, Any]) -> ServiceError:
+    return ServiceError(str(error.get("message", "")), code=str(error.get("code", "error")))
 
 
 def _describe(exc: BaseException) -> str:
@@ -132,27 +136,93 @@ def _check_response(raw: bytes, expected_id: int) -> dict[str, Any]:
         error = response.get("error")
         if response.get("ok") is False and isinstance(error, Mapping):
             # Errors sent without an id (refused, line-too-long) are about this connection.
-            raise ServiceError(str(error.get("message", "")), code=str(error.get("code", "error")))
+            raise _server_error(error)
         raise ServiceError(
             f"response id {response.get('id')!r} does not match {expected_id}", code="malformed-response"
         )
     return response
 
 
-class _Backoff:
-    def __init__(self) -> None:
-        self.delay = 0.0
-        self.until = 0.0
+# --------------------------------------------------------------------------- the I/O-free half
+# Client and AsyncClient share it; each keeps only its own I/O (a socket; asyncio streams).
 
-    def failed(self) -> None:
-        self.delay = BACKOFF_START_S if self.delay == 0 else min(self.delay * 2, BACKOFF_MAX_S)
-        self.until = time.monotonic() + self.delay
+_CLOSED = "the service closed the connection"
+_SUBSCRIBE = encode({"v": PROTOCOL_VERSION, "op": "subscribe", "id": "subscribe"})
 
-    def succeeded(self) -> None:
-        self.delay = 0.0
 
-    def waiting(self) -> float:
-        return max(0.0, self.until - time.monotonic())
+def _decide_message(request: Mapping[str, Any], explain: bool) -> dict[str, Any]:
+    message: dict[str, Any] = {"v": PROTOCOL_VERSION, "op": "decide", "request": request}
+    if explain:
+        message["explain"] = True
+    return message
+
+
+def _ok(response: dict[str, Any]) -> dict[str, Any]:
+    """An ``ok`` response as is; the server's error (``ServiceError``) otherwise."""
+    if response.get("ok") is not True:
+        decision_from_response(response)  # raises the server's error
+    return response
+
+
+class _Events:
+    """One subscription: bytes received in, events to yield out; ``done`` after ``disconnected``."""
+
+    def __init__(self, heartbeats: bool) -> None:
+        self.heartbeats = heartbeats
+        self.first = True  # the first line answers ``subscribe``
+        self.done = False
+        self.buffer = b""
+
+    def lost(self, reason: str) -> dict[str, Any]:
+        """The last event: ``disconnected``, saying why."""
+        self.done = True
+        return {"v": PROTOCOL_VERSION, "event": "disconnected", "reason": reason}
+
+    def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
+        """The events in ``data``, the next bytes received (empty: the service closed the connection)."""
+        if not data:
+            yield self.lost(_CLOSED)
+            return
+        self.buffer += data
+        while not self.done and (end := self.buffer.find(b"\n")) >= 0:
+            line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                yield self.lost("unreadable event line")
+                return
+            if self.first:
+                self.first = False
+                if event.get("ok") is not True:
+                    error = event.get("error") or {}
+                    yield self.lost(_describe(ServiceError(str(error.get("message")), code=str(error.get("code")))))
+            elif event.get("event") != "heartbeat" or self.heartbeats:
+                yield event
+
+
+class _ClientBase:
+    """What both clients hold, and what they do around each call's I/O: ids, reconnect backoff."""
+
+    def __init__(self, path: Address, timeout: float, fallback: Fallback | None) -> None:
+        self.address: Address = path
+        self.timeout = timeout
+        self.fallback = fallback or Fallback()
+        self._ids = itertools.count(1)
+        self._delay = 0.0  # the backoff after the last failure, 0 after a success
+        self._retry_at = 0.0
+
+    def _start(self, message: dict[str, Any], connected: bool) -> int:
+        """Stamp ``message`` with a new id; while backing off after a failure, refuse at once."""
+        wait = self._retry_at - time.monotonic()
+        if not connected and wait > 0:
+            raise ServiceError(f"reconnecting in {wait * 1000:.0f} ms", code="unavailable")
+        request_id = next(self._ids)
+        message["id"] = request_id
+        return request_id
+
+    def _failed(self) -> None:
+        self._delay = BACKOFF_START_S if self._delay == 0 else min(self._delay * 2, BACKOFF_MAX_S)
+        self._retry_at = time.monotonic() + self._delay
 
 
 def _connect(address: Address, timeout: float) -> socket.socket:
@@ -170,19 +240,15 @@ def _connect(address: Address, timeout: float) -> socket.socket:
     return sock
 
 
-class Client:
+class Client(_ClientBase):
     """A blocking client; one connection, reused, reopened after a failure.  Thread-safe (calls
     are serialised)."""
 
     def __init__(self, path: Address, timeout: float = 0.05, fallback: Fallback | None = None) -> None:
-        self.address: Address = path
-        self.timeout = timeout
-        self.fallback = fallback or Fallback()
+        super().__init__(path, timeout, fallback)
         self._sock: socket.socket | None = None
         self._buffer = b""
-        self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._backoff = _Backoff()
         self._kernel_timeout = 0.0
 
     def close(self) -> None:
@@ -208,23 +274,19 @@ class Client:
         if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             raise TimeoutError("another call on this client is still waiting")
         try:
-            wait = self._backoff.waiting()
-            if self._sock is None and wait > 0:
-                raise ServiceError(f"reconnecting in {wait * 1000:.0f} ms", code="unavailable")
+            request_id = self._start(message, self._sock is not None)
             try:
-                response = self._roundtrip(message, deadline)
+                response = self._roundtrip(message, request_id, deadline)
             except BaseException:
                 self._drop()
-                self._backoff.failed()
+                self._failed()
                 raise
-            self._backoff.succeeded()
+            self._delay = 0.0
             return response
         finally:
             self._lock.release()
 
-    def _roundtrip(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
-        request_id = next(self._ids)
-        message["id"] = request_id
+    def _roundtrip(self, message: dict[str, Any], request_id: int, deadline: float) -> dict[str, Any]:
         if self._sock is None:
             self._sock = _connect(self.address, max(deadline - time.monotonic(), 1e-6))
             # Blocking, with the deadline in the kernel (SO_RCVTIMEO/SO_SNDTIMEO): a call is one
@@ -256,7 +318,7 @@ class Client:
             except BlockingIOError:  # SO_RCVTIMEO ran out
                 raise TimeoutError("no answer within the timeout") from None
             if not chunk:
-                raise ConnectionError("the service closed the connection")
+                raise ConnectionError(_CLOSED)
             buffer += chunk
             if len(buffer) > MAX_LINE_BYTES * 4:
                 raise ServiceError("response too long", code="malformed-response")
@@ -287,105 +349,66 @@ class Client:
             return
         error = response.get("error") if isinstance(response, dict) else None
         if isinstance(error, Mapping):
-            raise ServiceError(str(error.get("message", "")), code=str(error.get("code", "error")))
+            raise _server_error(error)
 
     def decide(self, request: Mapping[str, Any], *, explain: bool = False) -> Decision:
         """The service's decision, or the fallback (never allow) with the reason it could not be had."""
         try:
-            message: dict[str, Any] = {"v": PROTOCOL_VERSION, "op": "decide", "request": request}
-            if explain:
-                message["explain"] = True
-            return decision_from_response(self._call(message))
+            return decision_from_response(self._call(_decide_message(request, explain)))
         except Exception as exc:  # fail closed, whatever went wrong
             return self.fallback.decision(request, _describe(exc))
 
     def state(self) -> dict[str, Any]:
         """The vehicle state (``ServiceError`` when the service cannot give it)."""
-        return self._checked({"v": PROTOCOL_VERSION, "op": "state"})
+        return self._checked("state")
 
     def status(self) -> dict[str, Any]:
         """The service's status (``ServiceError`` when the service cannot give it)."""
-        return self._checked({"v": PROTOCOL_VERSION, "op": "status"})
+        return self._checked("status")
 
     def ping(self) -> dict[str, Any]:
-        return self._checked({"v": PROTOCOL_VERSION, "op": "ping"})
+        return self._checked("ping")
 
-    def _checked(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _checked(self, op: str) -> dict[str, Any]:
         try:
-            response = self._call(message)
+            return _ok(self._call({"v": PROTOCOL_VERSION, "op": op}))
         except ServiceError:
             raise
         except Exception as exc:
             raise ServiceError(_describe(exc), code="unavailable") from exc
-        if response.get("ok") is not True:
-            decision_from_response(response)  # raises the server's error
-        return response
 
     def subscribe(self, *, heartbeats: bool = False) -> Iterator[dict[str, Any]]:
         """Events as they come (the first is ``snapshot``), on a connection of their own.
 
         Ends after yielding a ``disconnected`` event when the connection is lost or silent.
         """
+        events = _Events(heartbeats)
         try:
             sock = _connect(self.address, max(self.timeout, 0.5))
         except OSError as exc:
-            yield _disconnected(_describe(exc))
+            yield events.lost(_describe(exc))
             return
         try:
-            sock.sendall(encode({"v": PROTOCOL_VERSION, "op": "subscribe", "id": "subscribe"}))
+            sock.sendall(_SUBSCRIBE)
             sock.settimeout(SUBSCRIBE_SILENCE_S)
-            buffer = b""
-            first = True
-            while True:
-                end = buffer.find(b"\n")
-                if end < 0:
-                    try:
-                        chunk = sock.recv(65536)
-                    except OSError as exc:
-                        yield _disconnected(_describe(exc))
-                        return
-                    if not chunk:
-                        yield _disconnected("the service closed the connection")
-                        return
-                    buffer += chunk
-                    continue
-                line, buffer = buffer[:end], buffer[end + 1 :]
+            while not events.done:
                 try:
-                    event = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    yield _disconnected("unreadable event line")
+                    chunk = sock.recv(65536)
+                except OSError as exc:
+                    yield events.lost(_describe(exc))
                     return
-                if first:
-                    first = False
-                    if event.get("ok") is not True:
-                        error = event.get("error") or {}
-                        yield _disconnected(
-                            _describe(ServiceError(str(error.get("message")), code=str(error.get("code"))))
-                        )
-                        return
-                    continue
-                if event.get("event") == "heartbeat" and not heartbeats:
-                    continue
-                yield event
+                yield from events.feed(chunk)
         finally:
             sock.close()
 
 
-def _disconnected(reason: str) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "event": "disconnected", "reason": reason}
-
-
-class AsyncClient:
+class AsyncClient(_ClientBase):
     """The asyncio client: the same calls, awaited.  Calls on one client are serialised."""
 
     def __init__(self, path: Address, timeout: float = 0.05, fallback: Fallback | None = None) -> None:
-        self.address: Address = path
-        self.timeout = timeout
-        self.fallback = fallback or Fallback()
+        super().__init__(path, timeout, fallback)
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self._ids = itertools.count(1)
         self._lock: asyncio.Lock | None = None
-        self._backoff = _Backoff()
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         limit = MAX_LINE_BYTES * 4
@@ -411,90 +434,63 @@ class AsyncClient:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with asyncio.timeout(self.timeout), self._lock:
-            wait = self._backoff.waiting()
-            if self._streams is None and wait > 0:
-                raise ServiceError(f"reconnecting in {wait * 1000:.0f} ms", code="unavailable")
+            request_id = self._start(message, self._streams is not None)
             try:
                 if self._streams is None:
                     self._streams = await self._open()
                 reader, writer = self._streams
-                request_id = next(self._ids)
-                message["id"] = request_id
                 writer.write(encode(message))
                 line = await reader.readline()
                 if not line.endswith(b"\n"):
-                    raise ConnectionError("the service closed the connection")
+                    raise ConnectionError(_CLOSED)
                 response = _check_response(line, request_id)
             except BaseException:
                 # Includes the timeout's cancellation: the connection is dropped either way.
                 self._drop()
-                self._backoff.failed()
+                self._failed()
                 raise
-            self._backoff.succeeded()
+            self._delay = 0.0
             return response
 
     async def decide(self, request: Mapping[str, Any], *, explain: bool = False) -> Decision:
         """As :meth:`Client.decide`: the service's decision, or the fallback; never raises."""
         try:
-            message: dict[str, Any] = {"v": PROTOCOL_VERSION, "op": "decide", "request": request}
-            if explain:
-                message["explain"] = True
-            return decision_from_response(await self._call(message))
+            return decision_from_response(await self._call(_decide_message(request, explain)))
         except Exception as exc:  # fail closed, whatever went wrong (TimeoutError included)
             return self.fallback.decision(request, _describe(exc))
 
     async def state(self) -> dict[str, Any]:
-        return await self._checked({"v": PROTOCOL_VERSION, "op": "state"})
+        return await self._checked("state")
 
     async def status(self) -> dict[str, Any]:
-        return await self._checked({"v": PROTOCOL_VERSION, "op": "status"})
+        return await self._checked("status")
 
-    async def _checked(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _checked(self, op: str) -> dict[str, Any]:
         try:
-            response = await self._call(message)
+            return _ok(await self._call({"v": PROTOCOL_VERSION, "op": op}))
         except ServiceError:
             raise
         except Exception as exc:
             raise ServiceError(_describe(exc), code="unavailable") from exc
-        if response.get("ok") is not True:
-            decision_from_response(response)
-        return response
 
     async def subscribe(self, *, heartbeats: bool = False) -> AsyncIterator[dict[str, Any]]:
         """As :meth:`Client.subscribe`, as an async iterator."""
+        events = _Events(heartbeats)
         try:
             reader, writer = await asyncio.wait_for(self._open(), max(self.timeout, 0.5))
         except (OSError, TimeoutError) as exc:
-            yield _disconnected(_describe(exc))
+            yield events.lost(_describe(exc))
             return
         try:
-            writer.write(encode({"v": PROTOCOL_VERSION, "op": "subscribe", "id": "subscribe"}))
-            first = True
-            while True:
+            writer.write(_SUBSCRIBE)
+            while not events.done:
                 try:
                     line = await asyncio.wait_for(reader.readline(), SUBSCRIBE_SILENCE_S)
                 except (OSError, TimeoutError, ValueError) as exc:
-                    yield _disconnected(_describe(exc))
+                    yield events.lost(_describe(exc))
                     return
-                if not line.endswith(b"\n"):
-                    yield _disconnected("the service closed the connection")
-                    return
-                try:
-                    event = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    yield _disconnected("unreadable event line")
-                    return
-                if first:
-                    first = False
-                    if event.get("ok") is not True:
-                        error = event.get("error") or {}
-                        yield _disconnected(
-                            _describe(ServiceError(str(error.get("message")), code=str(error.get("code"))))
-                        )
-                        return
-                    continue
-                if event.get("event") == "heartbeat" and not heartbeats:
-                    continue
-                yield event
+                # A line cut short is all that is left of a closed connection.
+                for event in events.feed(line if line.endswith(b"\n") else b""):
+                    yield event
         finally:
             writer.close()

@@ -16,20 +16,23 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import can
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .budgets import BudgetTracker, DeferralQueue, DeferredEvent
 from .decision import Decision, Outcome
 from .decisionlog import DecisionLog
-from .errors import DriveGateError, Location
+from .errors import DriveGateError, Location, RequestError
 from .evaluate import Evaluator
 from .explain import Explainer, Explanation
 from .frames import FrameDecoder
-from .policy import CompiledPolicy, load_policy
+from .policy import CompiledPolicy, compile_policy, load_policy, parse_policy_text
 from .profile import VehicleProfile, load_profile
 from .request import validate_request
+from .signing import verify_policy
 from .state import StateSnapshot, VehicleState
 
 INVALID_REQUEST_RULE = "request-invalid"
@@ -112,11 +115,21 @@ class Engine:
 
     @classmethod
     def load(
-        cls, vehicle: str | Path, policy: str | Path, *, decision_log: str | Path | DecisionLog | None = None
+        cls,
+        vehicle: str | Path,
+        policy: str | Path,
+        *,
+        decision_log: str | Path | DecisionLog | None = None,
+        trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> Engine:
-        """Load a vehicle profile (and its DBC) and a policy.  Raises ``LoadError`` listing every problem."""
+        """Load a vehicle profile (and its DBC) and a policy.  Raises ``LoadError`` listing every problem.
+
+        With ``trusted_keys`` (see :func:`safety.signing.load_public_keys`) the policy must be
+        signed by one of them (``drivegate sign``), else ``SignatureError``; the bytes verified
+        are the bytes compiled.
+        """
         log = DecisionLog(decision_log) if isinstance(decision_log, str | Path) else decision_log
-        return cls(load_profile(vehicle), load_policy(policy), decision_log=log)
+        return cls(load_profile(vehicle), _load_policy(policy, trusted_keys)[0], decision_log=log)
 
     # ------------------------------------------------------------------ policy changes
     def reload(
@@ -126,6 +139,7 @@ class Engine:
         tests: Sequence[str | Path] = (),
         min_coverage: float | None = None,
         checks: Iterable[Callable[[CompiledPolicy], Sequence[str]]] | None = None,
+        trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> str:
         """Swap to a new policy atomically; return "active" or "pending".
 
@@ -135,9 +149,16 @@ class Engine:
         (``LoadError`` or ``PolicyCheckError``) and the old policy stays in force.  Decisions in flight see the
         old or the new policy, never a mix.  A policy with ``activation: {require_parked:
         true}`` is held pending until the car is parked (as Android Automotive stages new
-        restrictions).
+        restrictions).  With ``trusted_keys`` the file must be signed by one of them
+        (``SignatureError`` otherwise), and the test suites signed with it must pass too.
         """
-        new = policy if isinstance(policy, CompiledPolicy) else load_policy(policy)
+        if isinstance(policy, CompiledPolicy):
+            if trusted_keys is not None:
+                raise TypeError("trusted_keys needs the policy's path: a signature covers the file")
+            new = policy
+        else:
+            new, signed_tests = _load_policy(policy, trusted_keys)
+            tests = [*tests, *signed_tests]
         if checks is None:
             from .lint import policy_check  # lint builds on the engine's modules: import when used
 
@@ -215,15 +236,7 @@ class Engine:
                 decision = replace(decision, reason=decision.reason + " (queued until deliverable or expired)")
         except Exception as exc:  # fail closed: an error while deciding is never an allow
             values, state_time = {}, None
-            decision = Decision(
-                Outcome.DENY,
-                (INTERNAL_ERROR_RULE,),
-                f"internal error while deciding ({exc!r}); denied",
-                {},
-                policy_hash,
-                None,
-                request_id,
-            )
+            decision = _internal_error(exc, policy_hash, request_id)
         if self.decision_log is not None:
             self._log(decision, request, values, state_time, started)
         return decision
@@ -240,15 +253,7 @@ class Engine:
     ) -> Decision:
         problem = validate_request(request)
         if problem is not None:
-            return Decision(
-                Outcome.DENY,
-                (INVALID_REQUEST_RULE,),
-                f"invalid request: {problem.message}",
-                {"field": problem.location.field},
-                policy.hash,
-                state_time,
-                request_id,
-            )
+            return _invalid_request(problem, policy.hash, state_time, request_id)
         verdict = evaluator.verdict(values, request)
         reason = verdict.reason
         outcome, rules, constraints = verdict.outcome, verdict.rules, verdict.constraints
@@ -265,6 +270,34 @@ class Engine:
             explanation = Explainer(policy, evaluator).explain(values, request, time=state_time, budget=adjustment)
             reason += "\n" + explanation.render()
         return Decision(outcome, rules, reason, constraints, policy.hash, state_time, request_id)
+
+    def verdict(self, request: Mapping[str, Any], now: float | None = None) -> Decision:
+        """What the rules decide for ``request`` at ``now`` (default: the latest frame's time); no side effects.
+
+        The request is validated as :meth:`decide` does (an invalid one gives the same
+        ``deny``, rule ``request-invalid``) and the rules are evaluated on the same state, so
+        the outcome, rules, reason and constraints are :meth:`decide`'s whenever the run-time
+        budgets leave a decision alone.  Unlike :meth:`decide` it consumes no budget (nor
+        applies one), queues no deferral and writes no decision log: ask it as often as you
+        like, e.g. to probe the restrictions in force.  Never raises: an internal error gives
+        ``deny`` with rule ``internal-error``.  Several verdicts that must see one state and one
+        policy (across a concurrent :meth:`reload`) are asked of one :meth:`view`.
+        """
+        policy_hash = self.policy.hash
+        try:
+            view = self.view(now)
+        except Exception as exc:  # fail closed, as decide()
+            return _internal_error(exc, policy_hash, _request_id(request))
+        return view.verdict(request)
+
+    def view(self, now: float | None = None) -> EngineView:
+        """One consistent read of the state values at ``now`` and the policy in force (cheap).
+
+        ``now`` defaults to the latest frame's time.  See :class:`EngineView`: it gives
+        side-effect-free verdicts, all on that one read, and tells whether anything a decision
+        can see changed since an earlier view.
+        """
+        return EngineView(*self._values(now))
 
     def explain(self, request: Mapping[str, Any], now: float | None = None) -> Explanation:
         """The whole evaluation of ``request`` at ``now``, as data (consumes no budget)."""
@@ -344,6 +377,96 @@ class Engine:
                 "implausible": dict(self._state.counters.implausible),
                 "invalid": dict(self._state.counters.invalid),
             }
+
+
+class EngineView:
+    """One consistent read of an :class:`Engine`: the state values at ``time`` and the policy in force.
+
+    Made by :meth:`Engine.view`.  It is a read, not a copy: a :meth:`~Engine.reload` or new
+    frames after it do not change it, and its verdicts keep using its state and policy.
+
+    ``values`` is the state a decision sees (read-only).  The engine hands out the same values
+    while nothing a decision can see has changed, so numbers within one cell of the policy's
+    thresholds may be those of the last change; :meth:`unchanged_since` tells, cheaply, whether
+    two views would give the same verdicts.
+    """
+
+    __slots__ = ("_evaluator", "_values", "policy", "time", "values")
+
+    def __init__(
+        self, values: Mapping[str, Any], time: float | None, policy: CompiledPolicy, evaluator: Evaluator
+    ) -> None:
+        self._values = values
+        self.values: Mapping[str, Any] = MappingProxyType(values)
+        self.time = time
+        self.policy = policy
+        self._evaluator = evaluator
+
+    def verdict(self, request: Mapping[str, Any]) -> Decision:
+        """What the rules decide for ``request`` on this view; as :meth:`Engine.verdict` (no side effects, never raises)."""
+        request_id = _request_id(request)
+        policy = self.policy
+        try:
+            problem = validate_request(request)
+            if problem is not None:
+                return _invalid_request(problem, policy.hash, self.time, request_id)
+            verdict = self._evaluator.verdict(self._values, request)
+            return Decision(
+                verdict.outcome, verdict.rules, verdict.reason, verdict.constraints, policy.hash, self.time, request_id
+            )
+        except Exception as exc:  # fail closed, as decide()
+            return _internal_error(exc, policy.hash, request_id)
+
+    def unchanged_since(self, earlier: EngineView | None) -> bool:
+        """True when ``earlier`` read the same state values under the same policy: every verdict is the same.
+
+        Only ``time`` may differ.  Identity tests only: a change of anything a decision can
+        see (a threshold crossed, a signal gone stale, a reload) always gives False; a False
+        without such a change is possible (before the first frame, or a ``now`` earlier than
+        one already asked), and only costs the caller a recomputation.
+        """
+        return earlier is not None and earlier._values is self._values and earlier.policy.hash == self.policy.hash
+
+
+def _load_policy(
+    path: str | Path, trusted_keys: Mapping[str, Ed25519PublicKey] | None
+) -> tuple[CompiledPolicy, list[Path]]:
+    """Load a policy, and the test suites signed with it.
+
+    With ``trusted_keys`` only a policy signed by one of them loads, compiled from the very
+    bytes verified (a file swapped after the check is never the one enforced).
+    """
+    if trusted_keys is None:
+        return load_policy(path), []
+    verified = verify_policy(path, trusted_keys)
+    compiled = compile_policy(parse_policy_text(str(path), verified.text))
+    return replace(compiled, signed_by=verified.key_id), verified.test_paths()
+
+
+def _invalid_request(
+    problem: RequestError, policy_hash: str, state_time: float | None, request_id: str | None
+) -> Decision:
+    return Decision(
+        Outcome.DENY,
+        (INVALID_REQUEST_RULE,),
+        f"invalid request: {problem.message}",
+        {"field": problem.location.field},
+        policy_hash,
+        state_time,
+        request_id,
+    )
+
+
+def _internal_error(exc: Exception, policy_hash: str, request_id: str | None) -> Decision:
+    return Decision(
+        Outcome.DENY,
+        (INTERNAL_ERROR_RULE,),
+        f"internal error while deciding ({exc!r}); denied",
+        {},
+        policy_hash,
+        None,
+        request_id,
+    )
 
 
 def _request_id(request: Any) -> str | None:

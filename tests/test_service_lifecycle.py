@@ -26,6 +26,7 @@ from safety.client import Client, Fallback
 from safety.decision import Outcome
 from safety.policy import load_policy
 from safety.service.protocol import ServiceError
+from safety.signing import generate_key, load_private_key, sign_policy
 
 FALLBACK = ("client-fallback",)
 
@@ -165,6 +166,38 @@ def test_sighup_reloads_the_policy_and_keeps_the_old_one_when_the_new_is_broken_
     assert client.decide(VIDEO).policy_hash == new_hash
     event = next(e for e in events if e["event"] == "policy")
     assert event["policy_hash"] == new_hash and event["previous"] == old_hash
+    assert server.stop() == 0
+
+
+def test_serve_with_trusted_keys_runs_only_signed_policies(sockdir: Path) -> None:
+    key = load_private_key(generate_key(sockdir / "k")[0])
+    policy = sockdir / "policy.yaml"
+    original = DEFAULT_POLICY.read_text()
+    policy.write_text(original)
+    unsigned = Server(sockdir, "--trusted-key", str(sockdir / "k.pub"), policy=policy, name="u.sock")
+    assert unsigned.proc.wait(timeout=30) == 2
+    assert f"{policy}.sig: signature-missing: {policy} is not signed" in unsigned.stderr
+
+    sign_policy(policy, key)
+    server = Server(sockdir, "--trusted-key", str(sockdir / "k.pub"), policy=policy)
+    server.wait_ready()
+    client = Client(server.socket, timeout=0.5)
+    status = client.status()
+    key_id = status["policy_signed_by"]
+    assert key_id is not None and len(key_id) == 16
+    old_hash = status["policy_hash"]
+
+    policy.write_text(original.replace("name: default", "name: default-v2", 1))  # edited, not signed again
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reload failed, keeping policy")
+    assert "signature-mismatch: policy.yaml has changed since it was signed" in server.stderr
+    assert client.status()["policy_hash"] == old_hash
+
+    sign_policy(policy, key)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reload active")
+    status = client.status()
+    assert (status["policy_name"], status["policy_signed_by"]) == ("default-v2", key_id)
     assert server.stop() == 0
 
 

@@ -174,3 +174,45 @@ def test_keys_must_be_ed25519(tmp_path: Path) -> None:
     with pytest.raises(SignatureError) as caught:
         load_public_keys([path])
     assert caught.value.code == "bad-key"
+
+
+def test_engine_runs_only_signed_policies_when_given_trusted_keys(release: Path) -> None:
+    from conftest import DEMO_VEHICLE
+
+    from safety import Engine
+    from safety.engine import PolicyCheckError
+
+    key = load_private_key(generate_key(release / "k")[0])
+    trusted = load_public_keys([release / "k.pub"])
+    policy = release / "policies" / "default.yaml"
+    suite = release / "policies" / "tests" / "default.yaml"
+    with pytest.raises(SignatureError) as caught:
+        Engine.load(DEMO_VEHICLE, policy, trusted_keys=trusted)
+    assert caught.value.code == "signature-missing"
+
+    sign_policy(policy, key, [suite])
+    engine = Engine.load(DEMO_VEHICLE, policy, trusted_keys=trusted)
+    assert engine.policy.signed_by == next(iter(trusted))
+    assert Engine.load(DEMO_VEHICLE, policy).policy.signed_by is None  # not checked, not claimed
+    signed_hash = engine.policy.hash
+
+    # A change not signed again is refused; the old policy stays in force.
+    original = policy.read_text()
+    policy.write_text(original.replace("name: default", "name: default-v2", 1))
+    with pytest.raises(SignatureError):
+        engine.reload(policy, trusted_keys=trusted)
+    assert engine.policy.hash == signed_hash
+
+    # Signed, but its signed suite now fails (video allowed while moving): the suite runs on reload.
+    unsafe = original.replace("content: video}\n    outcome: deny", "content: video}\n    outcome: allow", 1)
+    policy.write_text(unsafe)
+    sign_policy(policy, key, [suite])
+    with pytest.raises(PolicyCheckError) as failed:
+        engine.reload(policy, trusted_keys=trusted)
+    assert any("video is locked out while moving" in p for p in failed.value.problems)
+    assert engine.policy.hash == signed_hash
+
+    policy.write_text(original.replace("name: default", "name: default-v2", 1))
+    sign_policy(policy, key, [suite])
+    assert engine.reload(policy, trusted_keys=trusted) == "active"
+    assert engine.policy.name == "default-v2" and engine.policy.signed_by == next(iter(trusted))

@@ -61,6 +61,7 @@ class CompiledPolicy:
     representatives: Mapping[str, tuple[Any, ...]]  # field -> one value from each of its cells
     doc: PolicyDoc
     requires_parked_to_activate: bool = False
+    signed_by: str | None = None  # the key id of a verified signature (drivegate sign), if loaded verified
 
     def state_key(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(cell(values.get(name)) for name, cell in self.state_cells)

@@ -39,6 +39,15 @@ def register(sub: Any) -> None:
         help="on SIGHUP the new policy must also pass this test suite (repeatable); it is always linted",
     )
     parser.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PUB",
+        help="only run a policy signed (drivegate sign) by one of these public keys, at start and on SIGHUP "
+        "(repeatable); the suites signed with it must pass on SIGHUP too",
+    )
+    parser.add_argument(
         "--socket", required=True, type=Path, help="Unix socket path, e.g. /run/drivegate/drivegate.sock"
     )
     parser.add_argument(

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..engine import Engine
 from ..errors import LogFormatError
 from ..replay import profile_channel
+from ..signing import load_public_keys
 from .inputs import ReplayPlayer, parse_bus_spec
 from .server import Service, ServiceConfig, log
 
@@ -22,13 +23,15 @@ def serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"drivegate serve: {problem}", file=sys.stderr)
         return 2
-    engine = Engine.load(args.vehicle, args.policy, decision_log=args.decision_log)
+    trusted = load_public_keys(args.trusted_key) if args.trusted_key else None
+    engine = Engine.load(args.vehicle, args.policy, decision_log=args.decision_log, trusted_keys=trusted)
     for warning in engine.warnings:
         log(f"warning: {warning}")
     config = ServiceConfig(
         socket_path=Path(args.socket),
         policy_path=Path(args.policy),
         policy_tests=tuple(Path(t) for t in args.policy_test),
+        trusted_keys=trusted,
         tcp_port=args.tcp_port,
         allow_uids=frozenset(args.allow_uid),
         allow_gids=frozenset(args.allow_gid),

@@ -3,9 +3,9 @@
 :class:`Watcher` looks at the engine at the live clock's time (on every tick of the server's
 loop) and turns changes into event objects, in a fixed order within one look: ``policy``,
 ``stale``, ``driving_state``, ``workload``, ``restrictions``, ``deferred``.  Restrictions are
-the outcomes of the built-in probe set (``safety.replay.BUILTIN_PROBES``), evaluated like
-``drivegate replay`` does: straight through the policy's evaluator, so probes never count
-against the run-time budgets nor fill the decision log.
+the outcomes of the built-in probe set (``safety.replay.BUILTIN_PROBES``), asked as verdicts
+(:meth:`safety.engine.EngineView.verdict`): the rules only, so probes never count against the
+run-time budgets, never queue, and never fill the decision log.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..engine import Engine
+from ..engine import Engine, EngineView
 from ..replay import BUILTIN_PROBES
 from .protocol import PROTOCOL_VERSION
 
@@ -33,7 +33,7 @@ class Watcher:
         self.stale: list[str] = []
         self.unknown: dict[str, str] = {}
         self.policy_hash = engine.policy.hash
-        self._values: Mapping[str, Any] | None = None
+        self._view: EngineView | None = None
         self._checked = False
 
     def _event(self, name: str, /, **fields: Any) -> dict[str, Any]:
@@ -67,19 +67,17 @@ class Watcher:
         self.time = now
         if now is None and self._checked and engine.policy.hash == self.policy_hash:
             return []  # no frame yet and the same policy: nothing can have changed
-        # One read of values, policy and evaluator under the engine's lock (the private
-        # _values is the same consistent read decide() makes), so a reload in between cannot
-        # pair an old state with a new policy.
-        values, _, policy, evaluator = engine._values(now)
-        if self._checked and values is self._values and policy.hash == self.policy_hash:
-            # The engine reuses its values object until something a decision can see changed.
+        # One read of the state values and the policy in force (the same consistent read
+        # decide() makes), so a reload in between cannot pair an old state with a new policy.
+        view = engine.view(now)
+        if self._checked and view.unchanged_since(self._view):
             return self._release_deferred(now, False)
-        self._values = values
+        policy, values = view.policy, view.values
         snap = engine.state(now)
         stale = sorted(name for name, why in snap.unknown.items() if why.startswith("stale"))
         unknown = dict(sorted(snap.unknown.items()))
         driving, workload = values.get("driving_state"), values.get("workload")
-        restrictions = {str(p["id"]): evaluator.verdict(values, p).outcome.value for p in self.probes}
+        restrictions = {str(p["id"]): view.verdict(p).outcome.value for p in self.probes}
         events: list[dict[str, Any]] = []
         if self._checked:
             if policy.hash != self.policy_hash:
@@ -100,6 +98,7 @@ class Watcher:
                 }
                 events.append(self._event("restrictions", restrictions=restrictions, changed=diff))
         self._checked = True
+        self._view = view
         self.policy_hash = policy.hash
         self.stale, self.unknown = stale, unknown
         self.driving_state, self.workload, self.restrictions = driving, workload, restrictions

@@ -19,10 +19,12 @@ import stat
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..engine import Engine
 from ..errors import DriveGateError
@@ -53,6 +55,7 @@ class ServiceConfig:
     socket_path: Path
     policy_path: Path
     policy_tests: tuple[Path, ...] = ()  # suites a reloaded policy must pass (it is linted anyway)
+    trusted_keys: Mapping[str, Ed25519PublicKey] | None = None  # set: only signed policies run
     tcp_port: int | None = None  # loopback only
     allow_uids: frozenset[int] = frozenset()
     allow_gids: frozenset[int] = frozenset()
@@ -322,6 +325,7 @@ class Service:
         status: dict[str, Any] = {
             "policy_name": engine.policy.name,
             "policy_hash": engine.policy.hash,
+            "policy_signed_by": engine.policy.signed_by,
             "pending_policy_hash": None if pending is None else pending.hash,
             "uptime_s": round(time.monotonic() - self.started, 3),
             "time": self.clock.now(),
@@ -428,7 +432,9 @@ class Service:
             old = self.engine.policy.hash
             log(f"SIGHUP: reloading the policy from {path}")
             try:
-                reload = functools.partial(self.engine.reload, path, tests=self.config.policy_tests)
+                reload = functools.partial(
+                    self.engine.reload, path, tests=self.config.policy_tests, trusted_keys=self.config.trusted_keys
+                )
                 result = await asyncio.get_running_loop().run_in_executor(None, reload)
             except DriveGateError as exc:
                 log(f"reload failed, keeping policy {old}:\n{exc}")
