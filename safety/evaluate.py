@@ -26,7 +26,7 @@ is cached per cell key.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,7 @@ class RuleTrace:
     exception: bool
 
 
-def merge_constraints(rules: list[CompiledRule]) -> dict[str, Any]:
+def merge_constraints(rules: Sequence[CompiledRule]) -> dict[str, Any]:
     """The strictest combination of several rules' constraints."""
     return _merge_dicts([rule.constraints for rule in rules])
 
@@ -161,53 +161,92 @@ class Evaluator:
     def _evaluate_once(
         self, state: Mapping[str, Any], request: Mapping[str, Any], trace: list[RuleTrace] | None
     ) -> Verdict:
-        policy = self.policy
-        contributing: list[CompiledRule] = []
-        exceptions: list[CompiledRule] = []
-        certain_exception = False
-        certain = False
-        for rule in policy.rules:
+        results = []
+        for rule in self.policy.rules:
             result = rule.test(state, request)
             if trace is not None:
                 trace.append(RuleTrace(rule.id, result, rule.outcome, rule.exception))
-            if result is False:
-                continue
-            if rule.exception:
-                exceptions.append(rule)
-                certain_exception = certain_exception or result is True
-            else:
-                contributing.append(rule)
-                certain = certain or result is True
+            if result is not False:
+                results.append((rule, result))
+        c = combine(self.policy, results)
+        return Verdict(c.outcome, c.rules, "; ".join(dict.fromkeys(c.reasons)), c.constraints)
 
-        top_rank = max((r.rank for r in contributing), default=-1)
-        use_default = not certain and policy.default.rank >= top_rank
-        rank = max(top_rank, policy.default.rank) if not certain else top_rank
-        deciding = [r for r in contributing if r.rank == rank]
-        outcome = Outcome(_OUTCOME_BY_RANK[rank])
-        constraints = merge_constraints(deciding)
-        reasons = [r.reason for r in deciding]
-        rule_ids = [r.id for r in deciding]
-        if use_default and rank == policy.default.rank:
-            reasons.append(policy.default_reason)
 
-        if certain_exception:
-            cap_rank = max(r.rank for r in exceptions)
-            capping = [r for r in exceptions if r.rank == cap_rank]
-            if cap_rank < rank:
-                outcome = Outcome(_OUTCOME_BY_RANK[cap_rank])
-                # Rules that hold at the capped rank still apply: a capped keyboard request
-                # keeps its voice input (the cap relaxes the outcome, never the constraints).
-                same_rank = [r for r in contributing if r.rank == cap_rank]
-                constraints = merge_constraints(same_rank + capping)
-                reasons = [f"{r.reason} (instead of {_OUTCOME_BY_RANK[rank]})" for r in capping]
-                reasons += [r.reason for r in same_rank]
-                rule_ids = [r.id for r in capping] + [r.id for r in same_rank]
-            elif cap_rank == rank:
-                constraints = merge_constraints(deciding + capping)
-                reasons += [r.reason for r in capping]
-                rule_ids += [r.id for r in capping]
+@dataclass(frozen=True, slots=True)
+class Combined:
+    """How the outcomes of the rules that hold (or may) combine: the decision and each step to it.
 
-        return Verdict(outcome, tuple(rule_ids), "; ".join(dict.fromkeys(reasons)), constraints)
+    The one implementation of the combination: the evaluator takes its result, and
+    ``safety.explain`` narrates its steps, so the two cannot drift apart.
+    """
+
+    contributing: tuple[tuple[CompiledRule, bool], ...]  # (rule, certainly holds): ordinary rules
+    exceptions: tuple[tuple[CompiledRule, bool], ...]
+    certain: bool  # some ordinary rule certainly holds: the default is not used
+    use_default: bool  # the default contributes (no rule certainly holds)
+    rank: int  # the most restrictive contribution, before any cap
+    deciding: tuple[CompiledRule, ...]  # the ordinary rules at ``rank``
+    cap_rank: int | None  # with an exception that certainly holds: the rank it caps at
+    capping: tuple[CompiledRule, ...]  # the exceptions at ``cap_rank``
+    same_rank: tuple[CompiledRule, ...]  # ordinary rules at ``cap_rank`` (their constraints still apply)
+    outcome: Outcome
+    rules: tuple[str, ...]
+    reasons: tuple[str, ...]
+    constraints: Mapping[str, Any]
+
+
+def combine(policy: CompiledPolicy, holding: Sequence[tuple[CompiledRule, bool | None]]) -> Combined:
+    """Combine the rules that hold (True) or may hold (None), in policy order."""
+    contributing = tuple((r, res is True) for r, res in holding if not r.exception)
+    exceptions = tuple((r, res is True) for r, res in holding if r.exception)
+    certain = any(sure for _, sure in contributing)
+    top_rank = max((r.rank for r, _ in contributing), default=-1)
+    default_rank = policy.default.rank
+    use_default = not certain and default_rank >= top_rank
+    rank = top_rank if certain else max(top_rank, default_rank)
+    deciding = tuple(r for r, _ in contributing if r.rank == rank)
+    outcome = Outcome(_OUTCOME_BY_RANK[rank])
+    constraints = merge_constraints(deciding)
+    reasons = [r.reason for r in deciding]
+    rule_ids = [r.id for r in deciding]
+    if use_default and rank == default_rank:
+        reasons.append(policy.default_reason)
+    cap_rank: int | None = None
+    capping: tuple[CompiledRule, ...] = ()
+    same_rank: tuple[CompiledRule, ...] = ()
+    if any(sure for _, sure in exceptions):
+        # Over every exception that may hold, not only the certain ones: of the caps that may
+        # apply, the most restrictive (fail closed when an exception's condition is unknown).
+        cap_rank = max(r.rank for r, _ in exceptions)
+        capping = tuple(r for r, _ in exceptions if r.rank == cap_rank)
+        if cap_rank < rank:
+            outcome = Outcome(_OUTCOME_BY_RANK[cap_rank])
+            # Rules that hold at the capped rank still apply: a capped keyboard request
+            # keeps its voice input (the cap relaxes the outcome, never the constraints).
+            same_rank = tuple(r for r, _ in contributing if r.rank == cap_rank)
+            constraints = merge_constraints([*same_rank, *capping])
+            reasons = [f"{r.reason} (instead of {_OUTCOME_BY_RANK[rank]})" for r in capping]
+            reasons += [r.reason for r in same_rank]
+            rule_ids = [r.id for r in capping] + [r.id for r in same_rank]
+        elif cap_rank == rank:
+            constraints = merge_constraints([*deciding, *capping])
+            reasons += [r.reason for r in capping]
+            rule_ids += [r.id for r in capping]
+    return Combined(
+        contributing,
+        exceptions,
+        certain,
+        use_default,
+        rank,
+        deciding,
+        cap_rank,
+        capping,
+        same_rank,
+        outcome,
+        tuple(rule_ids),
+        tuple(reasons),
+        constraints,
+    )
 
 
 _OUTCOME_BY_RANK = {o.rank: o.value for o in Outcome}

@@ -24,7 +24,7 @@ from typing import Any
 
 from .budgets import Adjustment
 from .decision import Outcome
-from .evaluate import MAX_WORLDS, Evaluator, merge_constraints
+from .evaluate import MAX_WORLDS, Evaluator, combine
 from .policy.compile import CompiledPolicy, CompiledRule, Predicate, compile_condition
 from .policy.model import AllOf, Condition, FieldSpec, NotOf, Test, condition_fields
 from .request import validate_request
@@ -358,65 +358,45 @@ class Explainer:
             False,
         )
 
-    # -- combination (mirrors Evaluator._evaluate_once)
+    # -- combination (evaluate.combine decides; this narrates its steps)
     def _combine(self, results: list[tuple[CompiledRule, Tri]]) -> Combination:
-        policy = self.policy
-        contributing = [(r, res) for r, res in results if res is not False and not r.exception]
-        exceptions = [(r, res) for r, res in results if res is not False and r.exception]
-        certain = any(res is True for _, res in contributing)
-        top = max((r.rank for r, _ in contributing), default=-1)
-        default = policy.default
-        use_default = not certain and default.rank >= top
-        rank = top if certain else max(top, default.rank)
-        deciding = [r for r, _ in contributing if r.rank == rank]
-        if not contributing:
+        c = combine(self.policy, [(r, res) for r, res in results if res is not False])
+        default = self.policy.default
+        if not c.contributing:
             note = f"no rule holds: the default {default.value} applies"
-        elif certain:
-            note = (
-                f"a rule holds ({', '.join(r.id for r, res in contributing if res is True)}): the default is not used"
-            )
-        elif use_default:
+        elif c.certain:
+            note = f"a rule holds ({', '.join(r.id for r, sure in c.contributing if sure)}): the default is not used"
+        elif c.use_default:
             note = f"no rule certainly holds (unknown ones may): the default {default.value} applies as well"
         else:
             note = f"no rule certainly holds, but one that may is more restrictive than the default {default.value}"
-        before = _outcome(rank)
-        outcome, rule_ids = before, tuple(r.id for r in deciding)
-        constraints = merge_constraints(deciding)
+        before = _outcome(c.rank)
         cap_note = ""
-        certain_exceptions = [r for r, res in exceptions if res is True]
-        if certain_exceptions:
-            cap_rank = max(r.rank for r in certain_exceptions)
-            capping = [r for r, _ in exceptions if r.rank == cap_rank]
-            ids = ", ".join(r.id for r in capping)
-            if cap_rank < rank:
-                same_rank = [r for r, _ in contributing if r.rank == cap_rank]
-                outcome = _outcome(cap_rank)
-                rule_ids = tuple(r.id for r in capping) + tuple(r.id for r in same_rank)
-                constraints = merge_constraints(same_rank + capping)
-                cap_note = f"exception {ids} caps {before.value} at {outcome.value}"
-                if same_rank:
-                    cap_note += f"; the constraints of {', '.join(r.id for r in same_rank)} still apply"
-            elif cap_rank == rank:
-                constraints = merge_constraints(deciding + capping)
-                rule_ids += tuple(r.id for r in capping)
+        if c.cap_rank is not None:
+            ids = ", ".join(r.id for r in c.capping)
+            if c.cap_rank < c.rank:
+                cap_note = f"exception {ids} caps {before.value} at {c.outcome.value}"
+                if c.same_rank:
+                    cap_note += f"; the constraints of {', '.join(r.id for r in c.same_rank)} still apply"
+            elif c.cap_rank == c.rank:
                 cap_note = f"exception {ids} matches {before.value}: its constraints merge in"
             else:
                 cap_note = (
-                    f"exception {ids} ({_outcome(cap_rank).value}) caps nothing: {before.value} is less restrictive"
+                    f"exception {ids} ({_outcome(c.cap_rank).value}) caps nothing: {before.value} is less restrictive"
                 )
-        elif exceptions:
+        elif c.exceptions:
             cap_note = "an exception may hold (unknown), but only an exception that certainly holds caps"
         return Combination(
-            tuple((r.id, r.outcome, res is True) for r, res in contributing),
+            tuple((r.id, r.outcome, sure) for r, sure in c.contributing),
             default,
-            use_default,
+            c.use_default,
             note,
             before,
-            tuple((r.id, r.outcome, res is True) for r, res in exceptions),
+            tuple((r.id, r.outcome, sure) for r, sure in c.exceptions),
             cap_note,
-            outcome,
-            rule_ids,
-            constraints,
+            c.outcome,
+            c.rules,
+            c.constraints,
         )
 
 
