@@ -1,8 +1,8 @@
 """Decision logs: a versioned JSONL audit record per decision.
 
-Each record is flushed as it is written (and fsync'ed when asked), so nothing already
-written is lost if the process dies.  Files rotate by size through the standard
-library's ``RotatingFileHandler``; message text is masked.
+Each record is in the kernel's page cache before ``decide`` returns (and on disk with
+``fsync``), so nothing already written is lost if the process dies (see
+``safety.appendfile`` for how).  Files rotate by size; message text is masked.
 """
 
 from __future__ import annotations
@@ -14,40 +14,62 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
+from .appendfile import Appender, MappedAppender, WriteAppender
 from .decision import Decision
 
 RECORD_VERSION = 1
+WRITERS = ("mmap", "write")
 MASKED = "***"
 
 
 class DecisionLog:
     """Appends decision records to ``path``, rotated at ``max_bytes`` with ``backups`` kept.
 
-    Each record is one unbuffered ``write`` (and an fsync when asked), so a record is on
-    disk, or at least in the kernel, before ``decide`` returns.  Rotation is by a byte count
-    kept in memory: the standard ``RotatingFileHandler`` seeks and tells on every record,
-    which doubles the cost of a decision.
+    Each record reaches the kernel's page cache before ``decide`` returns, so nothing already
+    written is lost if the process dies; ``fsync=True`` also puts each on disk.  ``writer``
+    says how (see ``safety.appendfile``): ``"mmap"`` (the default) copies records into a
+    shared mapping of the file, with no system call per record; ``"write"`` makes one
+    ``write`` per record (several writers may share the file; nothing past the last record
+    while it is open).  Where a file cannot be mapped, ``"mmap"`` falls back to ``"write"``
+    (``self.writer`` says which is in use).  Rotation is by a byte count kept in memory.
     """
 
-    def __init__(self, path: str | Path, *, max_bytes: int = 10_000_000, backups: int = 5, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int = 10_000_000,
+        backups: int = 5,
+        fsync: bool = False,
+        writer: Literal["mmap", "write"] = "mmap",
+    ) -> None:
+        if writer not in WRITERS:
+            raise ValueError(f"writer must be one of {', '.join(WRITERS)}, got {writer!r}")
         self.path = str(path)
         self.max_bytes = max_bytes
         self.backups = backups
         self.fsync = fsync
+        self.writer = writer
         self._lock = threading.Lock()
-        self._fd = self._open(os.O_APPEND)
-        self._size = os.fstat(self._fd).st_size
+        self._file = self._open(truncate=False)
         # The engine hands over the same state mapping while nothing decision-relevant
         # changed, so its JSON is kept and embedded as is: a third of a record's cost.
         # One attribute holding (mapping, JSON): replaced whole, so threads never see a mix.
         self._state_json: tuple[Mapping[str, Any] | None, orjson.Fragment] = (None, orjson.Fragment(b"{}"))
 
-    def _open(self, mode: int) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_CREAT | mode, 0o640)
+    def _open(self, *, truncate: bool) -> Appender:
+        if self.writer == "mmap":
+            try:
+                return MappedAppender(self.path, fsync=self.fsync, truncate=truncate)
+            except OSError as exc:
+                if "another process" in str(exc):
+                    raise
+                self.writer = "write"  # a file system without shared writable mappings
+        return WriteAppender(self.path, fsync=self.fsync, truncate=truncate)
 
     def write(
         self,
@@ -83,33 +105,26 @@ class DecisionLog:
         except orjson.JSONEncodeError:
             line = orjson.dumps(record, default=_plain, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
         with self._lock:
-            if self._size and self._size + len(line) > self.max_bytes:
-                self._rotate()
-            # One unbuffered write per record: in the kernel (and so safe from a crash of this
-            # process) before ``decide`` returns; O_APPEND keeps concurrent writers' lines whole.
-            written = os.write(self._fd, line)
-            while written < len(line):  # short writes happen only on full disks and signals
-                written += os.write(self._fd, line[written:])
-            if self.fsync:
-                os.fsync(self._fd)
-            self._size += len(line)
+            file = self._file
+            if file.size and file.size + len(line) > self.max_bytes:
+                file = self._rotate()
+            file.append(line)
 
-    def _rotate(self) -> None:
-        os.close(self._fd)
+    def _rotate(self) -> Appender:
+        self._file.close()
         for i in range(self.backups - 1, 0, -1):
             older = f"{self.path}.{i}"
             if os.path.exists(older):
                 os.replace(older, f"{self.path}.{i + 1}")
         if self.backups > 0:
             os.replace(self.path, f"{self.path}.1")
-        self._fd = self._open(os.O_APPEND | os.O_TRUNC)
-        self._size = 0
+        self._file = self._open(truncate=True)
+        return self._file
 
     def close(self) -> None:
+        """Finish the file (a mapped one is trimmed to its last record).  Idempotent."""
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._file.close()
 
 
 def _plain(value: Any) -> Any:
@@ -157,6 +172,13 @@ class LogSummary:
             f"evaluation time: p50 {pct(0.5)} µs, p99 {pct(0.99)} µs",
         ]
         return "\n".join(lines)
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a decision log, without the NUL padding a mapped log has while it is open
+    (or after a crash, until it is opened again)."""
+    data = Path(path).read_bytes().rstrip(b"\0")
+    return data.decode("utf-8", errors="replace").splitlines()
 
 
 def summarize(lines: Iterable[str]) -> LogSummary:

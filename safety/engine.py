@@ -326,6 +326,12 @@ class Engine:
     log_errors = 0
     last_log_error = ""
 
+    def close(self) -> None:
+        """Finish the decision log, if any (the engine still decides; it stops logging)."""
+        log, self.decision_log = self.decision_log, None
+        if log is not None:
+            log.close()
+
     def release_deferred(self, now: float | None = None) -> list[DeferredEvent]:
         """Re-decide the deferred queue at ``now``: which requests became deliverable, which expired."""
         if now is None:

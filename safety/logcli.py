@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from .decisionlog import summarize
+from .decisionlog import read_lines, summarize
 
 
 def register(sub: Any) -> None:
@@ -20,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     lines: list[str] = []
     for name in args.log:
         try:
-            lines += Path(name).read_text(encoding="utf-8").splitlines()
+            lines += read_lines(name)
         except OSError as exc:
             print(f"{name}: cannot read the decision log: {exc}", file=sys.stderr)
             return 2

@@ -7,6 +7,7 @@ decision of the server all the same (not the client's fallback).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -109,14 +110,19 @@ def test_refused_uid_is_disconnected_with_an_error_and_logged(sockdir: Path) -> 
 
 
 def test_sigterm_drains_and_exits_0(sockdir: Path, looping_log: Path) -> None:
-    server = Server(sockdir, "--replay", str(looping_log), "--speed", "20", "--loop")
+    decisions = sockdir / "decisions.jsonl"
+    server = Server(sockdir, "--replay", str(looping_log), "--speed", "20", "--loop", "--decision-log", str(decisions))
     server.wait_ready()
     events = Client(server.socket).subscribe()
     assert next(events)["event"] == "snapshot"
     client = Client(server.socket, timeout=0.5)
     assert client.decide(VIDEO).rules != FALLBACK
+    assert client.decide({**VIDEO, "id": "last"}).rules != FALLBACK
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=10) == 0
+    # The decision log is finished: every record, and nothing past the last one.
+    records = [json.loads(line) for line in decisions.read_text().splitlines()]
+    assert len(records) == 2 and records[-1]["request"]["id"] == "last"
     kinds = [event["event"] for event in events]
     assert kinds[-2:] == ["shutdown", "disconnected"]
     assert not server.socket.exists()  # the socket file is removed

@@ -12,6 +12,7 @@ import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, SPEED_BANDS_POLICY, DemoCar, request
 
 from safety import Decision, Engine, Outcome
+from safety.decisionlog import read_lines
 from safety.evaluate import Evaluator
 from safety.replay import BUILTIN_PROBES
 from safety.service.events import Watcher
@@ -150,10 +151,10 @@ def test_verdict_writes_no_decision_log(tmp_path: Path) -> None:
     watcher.check(0.5)
     DemoCar(engine).hold(1.01, 1.5)  # parked: every probe's restriction changes
     assert [e["event"] for e in watcher.check(1.5) if e["event"] == "restrictions"] == ["restrictions"]
-    assert log.read_bytes() == b""
+    assert read_lines(log) == []
     assert engine.log_errors == 0
     engine.decide(request())
-    assert len(log.read_bytes().splitlines()) == 1
+    assert len(read_lines(log)) == 1
 
 
 def test_verdict_never_raises(engine: Engine, car: DemoCar, monkeypatch: pytest.MonkeyPatch) -> None:

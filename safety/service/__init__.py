@@ -72,6 +72,13 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--decision-log", metavar="PATH", help="write every decision to this JSONL log")
     parser.add_argument(
+        "--decision-log-writer",
+        choices=("mmap", "write"),
+        default="mmap",
+        help="mmap (default): no system call per record, the file padded while open; write: one write() per "
+        "record, for logs shared by several writers or followed with tail -f",
+    )
+    parser.add_argument(
         "--rate-limit", type=float, default=2000.0, metavar="N", help="requests per second per client (0 = no limit)"
     )
     parser.add_argument("--burst", type=float, default=200.0, metavar="N", help="requests a client may save up")

@@ -8,6 +8,7 @@ import gc
 import sys
 from pathlib import Path
 
+from ..decisionlog import DecisionLog
 from ..engine import Engine
 from ..errors import LogFormatError
 from ..replay import profile_channel
@@ -24,7 +25,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"drivegate serve: {problem}", file=sys.stderr)
         return 2
     trusted = load_public_keys(args.trusted_key) if args.trusted_key else None
-    engine = Engine.load(args.vehicle, args.policy, decision_log=args.decision_log, trusted_keys=trusted)
+    decision_log = DecisionLog(args.decision_log, writer=args.decision_log_writer) if args.decision_log else None
+    engine = Engine.load(args.vehicle, args.policy, decision_log=decision_log, trusted_keys=trusted)
     for warning in engine.warnings:
         log(f"warning: {warning}")
     config = ServiceConfig(

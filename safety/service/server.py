@@ -474,6 +474,7 @@ class Service:
                 ticker.cancel()
             self._stop_input()
             self._remove_socket()
+            self.engine.close()  # the decision log, trimmed to its last record
         log("stopped")
         return 0
 
