@@ -10,56 +10,47 @@ A space of up to ``WHOLE_SPACE_CELLS`` cells is walked whole.  A larger one is t
 within ``WHOLE_SPACE_BUDGET`` splits (regions usually cover many cells); past that each
 rule is analysed over the regions where it holds, and gaps over the regions where no rule
 holds.  That is still exact, but a rule whose own walk exceeds ``RULE_BUDGET`` splits is
-reported (``analysis-limit``) instead of being guessed about.
+reported (``analysis-limit``) instead of being guessed about.  Those walks, and one per
+pair of rules for conflicts, are made by ``FirstRegions``: the walk's answer and its very
+count of splits (budgets included), without walking the same sub-walk twice.
 
-``compare(old, new)`` walks the union of both policies' cells and says whether NEW is
-more permissive, less permissive, equivalent or mixed, with concrete examples.  Outcomes
-are ordered allow < degrade < defer < deny; two degrades (or defers) are ordered by their
-constraints (voice over audio over none, smaller ``max_*``, ``input: voice``, a longer
-``retry_after_ms``); constraints that disagree in direction, or a different ``until``
-text, make the two "different".
+``compare`` lives in ``safety.findings`` and is exported here too.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DriveGateError, Location
+from .errors import Location
 from .evaluate import Verdict
 from .findings import (
+    UNBOUNDED,
+    AnalysisLimitError,
     Comparison,
     Difference,
     LintFinding,
     Verdicts,
-    bits,
+    compare,
+    conflict,
     constant_findings,
     decision_key,
-    describe,
     direction,
     example,
-    example_text,
     flow,
-    merge_cubes,
+    gap_findings,
+    ineffective_override,
     rule_name,
-    verdict_text,
+    unreachable_rule,
 )
-from .policy.compile import CompiledPolicy, CompiledRule, condition_constants
-from .space import BudgetExceeded, Region, Space, Walker
+from .policy.compile import CompiledPolicy, CompiledRule
+from .space import DERIVED, BudgetExceeded, Region, Space, Walker, bits
 
 WHOLE_SPACE_CELLS = 200_000
 WHOLE_SPACE_BUDGET = 100_000  # splits tried on a larger space before going rule by rule
 RULE_BUDGET = 50_000  # splits per rule, rule by rule
-UNBOUNDED = 50_000_000
-
-
-class AnalysisLimitError(DriveGateError):
-    """A comparison needed more splits than its budget."""
-
-    code = "analysis-limit"
 
 
 @dataclass
@@ -116,10 +107,15 @@ def analyze(
     mode = "whole-space"
     notes: list[str] = []
     verdicts = Verdicts(policy)
+    budget = UNBOUNDED if space.cells <= WHOLE_SPACE_CELLS else WHOLE_SPACE_BUDGET
+    if whole_space is not None:
+        budget = UNBOUNDED if whole_space else 0
+    gap_walk = _gap_walk(space, rules, regular, rule_budget) if 0 < budget < UNBOUNDED else None
     try:
-        budget = UNBOUNDED if space.cells <= WHOLE_SPACE_CELLS else WHOLE_SPACE_BUDGET
-        if whole_space is not None:
-            budget = UNBOUNDED if whole_space else 0
+        if gap_walk is not None and gap_walk[2] > budget:
+            # The whole walk makes every split the search for gaps makes (and those under a
+            # rule that holds): past the budget already, so the same BudgetExceeded, sooner.
+            raise BudgetExceeded
         Walker(space, rules, budget).walk(tally.visit)
         findings += _rule_findings(policy, space, verdicts, tally.per_rule, regular)
         gaps, regions = tally.gaps, tally.regions
@@ -133,13 +129,9 @@ def analyze(
         per_rule = _PerRule(policy, space, verdicts, regular, rule_budget)
         findings += per_rule.findings()
         notes += per_rule.notes
-        gap_tally = _Tally(len(rules), regular)
-        try:
-            Walker(space, rules, rule_budget * 4).walk(gap_tally.visit, avoid=regular)
-        except BudgetExceeded:
-            gaps_complete = False
+        gap_tally, gaps_complete, _ = gap_walk or _gap_walk(space, rules, regular, rule_budget)
         gaps, regions = gap_tally.gaps, tally.regions + per_rule.steps + gap_tally.regions
-    findings += _gap_findings(policy, space, verdicts, gaps, here, max_examples)
+    findings += gap_findings(policy, space, verdicts, gaps, here, max_examples)
     if not gaps_complete:
         findings.append(
             LintFinding(
@@ -151,6 +143,19 @@ def analyze(
         )
     findings.sort(key=lambda f: f.location)  # stable: one place's findings keep their order
     return Analysis(findings, mode, space.cells, regions, notes)
+
+
+def _gap_walk(
+    space: Space, rules: Sequence[tuple[int, CompiledRule]], regular: int, rule_budget: int
+) -> tuple[_Tally, bool, int]:
+    """The regions where no ordinary rule holds, whether that search finished, and its splits."""
+    tally = _Tally(len(rules), regular)
+    walker = Walker(space, rules, rule_budget * 4)
+    try:
+        walker.walk(tally.visit, avoid=regular)
+    except BudgetExceeded:
+        return tally, False, walker.steps
+    return tally, True, walker.steps
 
 
 def _rule_findings(
@@ -167,7 +172,7 @@ def _rule_findings(
     for r, rule in enumerate(rules):
         holdsets = per_rule[r]
         if not holdsets:
-            out.append(_unreachable(rule))
+            out.append(unreachable_rule(rule))
             continue
         inter[r] = -1
         for mask in holdsets:
@@ -228,10 +233,10 @@ class _Overrides:
         out = []
         for a, b in ((r, q), (q, r)):
             if (a, b) in self.declared and self.rules[a].rank < self.rules[b].rank:
-                out.append(_ineffective(self.rules[a], self.rules[b], found, decided))
+                out.append(ineffective_override(self.rules[a], self.rules[b], found, decided))
         if out or (r, q) in self.declared or (q, r) in self.declared:
             return out
-        return [_conflict(rule, other, found, decided)]
+        return [conflict(rule, other, found, decided)]
 
     def unused(self) -> list[LintFinding]:
         out = []
@@ -249,48 +254,9 @@ class _Overrides:
         return out
 
 
-def _ineffective(
-    rule: CompiledRule, other: CompiledRule, found: dict[str, dict[str, Any]], decided: Verdict | None
-) -> LintFinding:
-    result = f" -> {verdict_text(decided)}" if decided is not None else ""
-    return LintFinding(
-        "override-ineffective",
-        "warning",
-        rule.source.overrides[other.id],
-        f"rule '{rule.id}' ({rule.outcome.value}) declares it overrides '{other.id}' ({other.outcome.value}, line "
-        f"{other.source.loc.line}), but where both hold the more restrictive '{other.id}' decides (most "
-        f"restrictive wins), e.g. {example_text(found)}{result}",
-        found,
-    )
-
-
-def _unreachable(rule: CompiledRule) -> LintFinding:
-    return LintFinding(
-        "unreachable-rule",
-        "error",
-        rule.source.loc,
-        f"rule '{rule.id}' can never apply: its condition holds in no state and request that can occur",
-    )
-
-
-def _conflict(
-    rule: CompiledRule, other: CompiledRule, found: dict[str, dict[str, Any]], decided: Verdict | None
-) -> LintFinding:
-    """``other`` (the later rule) and ``rule`` overlap partially with different outcomes."""
-    result = f" -> {verdict_text(decided)}" if decided is not None else " (where both hold)"
-    return LintFinding(
-        "conflict",
-        "warning",
-        other.source.loc,
-        f"rules '{other.id}' ({other.outcome.value}) and '{rule.id}' ({rule.outcome.value}, line "
-        f"{rule.source.loc.line}) overlap and neither's condition implies the other's: where both hold "
-        f"only the combination (most restrictive wins) decides, e.g. {example_text(found)}{result}",
-        found,
-    )
-
-
-class _Stop(Exception):
-    """A walk found what it was looking for."""
+def _decides(rule: CompiledRule) -> tuple[Any, ...]:
+    """What of an ordinary rule a decision depends on: its outcome and constraints."""
+    return (rule.rank, tuple(sorted(rule.constraints.items())))
 
 
 class _PerRule:
@@ -306,50 +272,57 @@ class _PerRule:
     def __init__(self, policy: CompiledPolicy, space: Space, verdicts: Verdicts, regular: int, budget: int) -> None:
         self.policy, self.space, self.verdicts, self.regular, self.budget = policy, space, verdicts, regular, budget
         self.rules = [(0, rule) for rule in policy.rules]
-        self.absorbs: dict[tuple[int, int], bool] = {}
+        self.absorbs: dict[tuple[Any, ...], bool] = {}
         self.steps = 0
         self.notes: list[str] = []
 
-    def _absorbs(self, q: int, r: int) -> bool:
-        key = (q, r)
-        if key not in self.absorbs:
-            rules = self.policy.rules
-            if rules[q].exception:
-                self.absorbs[key] = dict(rules[q].constraints) == dict(rules[r].constraints)
-            else:
-                both, alone = self.verdicts((1 << q) | (1 << r)), self.verdicts(1 << q)
-                self.absorbs[key] = decision_key(both) == decision_key(alone)
-        return self.absorbs[key]
+    def _dominators(self, r: int) -> int:
+        """The rules of r's kind that make it irrelevant where they hold (a bit mask).
+
+        Those more restrictive, and those of the same outcome whose constraints absorb r's
+        (the two decide as the other alone: for ordinary rules that depends only on their
+        outcomes, constraints and order, so it is asked once per such combination).
+        """
+        rules = self.policy.rules
+        out = 0
+        for q, other in enumerate(rules):
+            if q == r or other.exception != rules[r].exception or other.rank < rules[r].rank:
+                continue
+            if other.rank == rules[r].rank:
+                if other.exception:
+                    if dict(other.constraints) != dict(rules[r].constraints):
+                        continue
+                else:
+                    key = (_decides(other), _decides(rules[r]), q < r)
+                    if key not in self.absorbs:
+                        both, alone = self.verdicts((1 << q) | (1 << r)), self.verdicts(1 << q)
+                        self.absorbs[key] = decision_key(both) == decision_key(alone)
+                    if not self.absorbs[key]:
+                        continue
+            out |= 1 << q
+        return out
 
     def findings(self) -> list[LintFinding]:
         rules = self.policy.rules
         out: list[LintFinding] = []
         reached = [False] * len(rules)
         usable = [False] * len(rules)
-        everyone = (1 << len(rules)) - 1
+        walker = FirstRegions(self.space, self.rules, self.budget)
         for r, rule in enumerate(rules):
-            same_kind = (everyone & ~self.regular if rule.exception else self.regular) & ~(1 << r)
 
-            def prune(holds: int, settled: bool, r: int = r, same_kind: int = same_kind) -> bool:
+            def prune(holds: int, settled: bool, r: int = r, dominators: int = self._dominators(r)) -> bool:
                 if holds >> r & 1:
                     reached[r] = True
                 # Skip a dominated sub-region only once the rule is known to be reachable.
-                return reached[r] and any(
-                    rules[q].rank > rules[r].rank or (rules[q].rank == rules[r].rank and self._absorbs(q, r))
-                    for q in bits(holds & same_kind)
-                )
+                return reached[r] and bool(holds & dominators)
 
-            def visit(region: Region, r: int = r) -> None:
-                holds = region.holds
-                if decision_key(self.verdicts(holds)) != decision_key(self.verdicts(holds & ~(1 << r))):
-                    raise _Stop
+            def matters(holds: int, r: int = r) -> bool | None:
+                return decision_key(self.verdicts(holds)) != decision_key(self.verdicts(holds & ~(1 << r))) or None
 
-            walker = Walker(self.space, self.rules, self.budget)
-            matters = False
+            # The walk stops at the first region where r changes the decision; below a split
+            # where r holds, r is reachable, so prune depends on the rules that hold alone.
             try:
-                walker.walk(visit, focus=r, prune=prune, whole=False)
-            except _Stop:
-                matters = True
+                matters_somewhere = bool(walker.search(matters, (True,), focus=r, prune=prune, memo_mask=1 << r))
             except BudgetExceeded:
                 out.append(self._limit(r))
                 continue
@@ -357,8 +330,8 @@ class _PerRule:
                 self.steps += walker.steps
             usable[r] = reached[r]
             if not reached[r]:
-                out.append(_unreachable(rule))
-            elif not matters:
+                out.append(unreachable_rule(rule))
+            elif not matters_somewhere:
                 out.append(
                     LintFinding(
                         "redundant-rule",
@@ -379,27 +352,10 @@ class _PerRule:
             "redundant was not decided",
         )
 
-    def _accepts(self) -> list[dict[int, int]]:
-        """Per rule and dim it reads: the cells (a bit mask) where the rule is not certainly false."""
-        out: list[dict[int, int]] = []
-        for p, rule in self.rules:
-            found: dict[str, set[Any]] = {}
-            if rule.source.when is not None:
-                condition_constants(rule.source.when, found)
-            masks: dict[int, int] = {}
-            for name in found:
-                d = self.space.views[p][name]
-                masks[d] = sum(
-                    1 << j
-                    for j, value in enumerate(self.space.dims[d].values)
-                    if rule.test(*self.space.split({d: value}, p)) is not False
-                )
-            out.append(masks)
-        return out
-
     def _conflicts(self, usable: Sequence[bool]) -> list[LintFinding]:
         rules = self.policy.rules
-        accepts = self._accepts()
+        # Per rule and dim it reads: the cells where the rule is not certainly false.
+        accepts = [self.space.rule_info(p, rule).accepts for p, rule in self.rules]
         out: list[LintFinding] = []
         unchecked = 0
         overrides = _Overrides(rules)
@@ -412,21 +368,9 @@ class _PerRule:
                     continue
                 if any(accepts[r][d] & mask == 0 for d, mask in accepts[q].items() if d in accepts[r]):
                     continue  # some field they both read has no cell both accept: they never overlap
-                seen: dict[int, Region] = {}
-
-                def visit(region: Region, seen: dict[int, Region] = seen) -> None:
-                    seen.setdefault(region.holds, region)
-                    if all(k in seen for k in (1, 2, 3)):
-                        raise _Stop
-
-                def known(holds: int, settled: bool, seen: dict[int, Region] = seen) -> bool:
-                    return settled and (holds == 0 or holds in seen)  # only new ways of holding matter
-
-                walker = Walker(self.space, [self.rules[r], self.rules[q]], self.budget)
+                walker = FirstRegions(self.space, [self.rules[r], self.rules[q]], self.budget)
                 try:
-                    walker.walk(visit, prune=known, whole=False)
-                except _Stop:
-                    pass
+                    seen = walker.search(lambda holds: holds or None, (1, 2, 3))
                 except BudgetExceeded:
                     unchecked += 1
                     overrides.overlap(r, q)  # not known not to: never call a declaration unused on a guess
@@ -436,11 +380,187 @@ class _PerRule:
                 if 3 in seen:
                     overrides.overlap(r, q)
                 if conflicting and all(k in seen for k in (1, 2, 3)):
-                    out += overrides.conflict(r, q, example(self.space, seen[3]), None)
+                    out += overrides.conflict(r, q, example(self.space, Region(seen[3], 3, 0)), None)
         out += overrides.unused()
         if unchecked:
             self.notes.append(f"{unchecked} pair(s) of rules were not checked for conflict (analysis limit)")
         return out
+
+
+# ---------------------------------------------------------------------- the search
+class _Found(Exception):
+    """Every kind of region asked for has been found."""
+
+
+@dataclass(frozen=True)
+class _Sub:
+    """A sub-walk: its splits and, per kind, its first region (split number, dims fixed on the way)."""
+
+    size: int
+    first: tuple[tuple[Hashable, int, tuple[tuple[int, Any], ...]], ...]
+    again: bool = True  # whether every sub-walk of the same description is this one
+
+
+_NOTHING, _NOTHING_ONCE = _Sub(1, ()), _Sub(1, (), False)  # sub-walks that find nothing
+
+
+class FirstRegions(Walker):
+    """What ``walk(whole=False)`` finds first of each kind of region, without repeating itself.
+
+    ``search`` returns the first region of each kind ``label(holds)`` names (None: of no
+    interest) in the walk's order, stopping once every kind in ``kinds`` is found, or
+    raising BudgetExceeded, after exactly the walk's number of splits (``steps``).
+
+    Below a split, the walk depends only on its description: the rules open and those
+    that hold, which dims the open rules read are fixed, the constrained dims' values
+    while an open rule reads a free constrained dim (feasibility), and for an open rule
+    not decided per field the sides of its constants its fields are on (``RuleInfo.code``).
+    A sub-walk is walked once per description, then counted (nothing in it can be found
+    first again); so is a sibling of the same description.  ``prune`` must depend only on
+    ``holds`` where every rule of ``memo_mask`` holds: only there are sub-walks reused.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        space = self.space
+        self._others = (1 << len(self.rules)) - 1 & ~self.by_mask
+        self._constrained = sum(1 << d for d in space.constrained)
+        # Feasibility can rule out a region only once a derived state is fixed.
+        self._feasibility = any(space.dims[d].field in DERIVED for d, _, _ in self.read_by)
+        # Per dim and value: what fixing it adds to the code of each rule not decided per
+        # field, and its class: values of a class that make the same rules false have the
+        # same sub-walk (feasibility tells all values of a constrained dim apart).
+        self._writes: dict[int, list[tuple[tuple[int, int], ...]]] = {}
+        self._alike: dict[int, list[Any]] = {}
+        for d, readers, size in self.read_by:
+            writes: list[tuple[tuple[int, int], ...]] = [()] * size
+            for i in bits(readers & self._others):
+                writes = [(*w, (i, add)) for w, add in zip(writes, self.info[i].code[d], strict=True)]
+            self._writes[d] = writes
+            exact = self._feasibility and d in space.constrained
+            self._alike[d] = list(range(size)) if exact else writes
+
+    def search(
+        self,
+        label: Callable[[int], Hashable | None],
+        kinds: Collection[Hashable],
+        *,
+        focus: int | None = None,
+        prune: Callable[[int, bool], bool] | None = None,
+        memo_mask: int = 0,
+    ) -> dict[Hashable, dict[int, Any]]:
+        """The dims fixed by the first region of each kind found (``steps``: its splits)."""
+        self._label, self._kinds, self._focus, self._prune, self._memo_mask = label, kinds, focus, prune, memo_mask
+        self._found: dict[Hashable, dict[int, Any]] = {}
+        self._memo: dict[tuple[Any, ...], _Sub] = {}
+        self._code = [0] * len(self.rules)
+        self.steps = 0
+        if not self.start():
+            return {}
+        with contextlib.suppress(_Found):
+            self._node({}, 0, *self.settle((1 << len(self.rules)) - 1, 0, None, 0, 0))
+        return self._found
+
+    def _node(self, assign: dict[int, Any], fixed: int, still: int, holds: int) -> _Sub:
+        """A split of the walk, its rules settled: ``still`` open, ``holds`` holding."""
+        self.steps += 1
+        if self.steps > self.budget:
+            raise BudgetExceeded
+        if not still:
+            return self._leaf(assign, holds)
+        if holds & self._memo_mask != self._memo_mask:
+            sub = self._split(assign, fixed, still, holds)
+            return _Sub(sub.size, sub.first, False)
+        reads = 0
+        for d, readers, _ in self.read_by:
+            if still & readers:
+                reads |= 1 << d
+        key: tuple[Any, ...] = (still, holds, fixed & reads)
+        if reads & ~fixed & self._constrained and self._feasibility:
+            key += self.space.feasibility_key(assign)
+        if still & self._others:
+            key += tuple(self._code[i] for i in bits(still & self._others))
+        known = self._memo.get(key)
+        if known is not None:
+            self.steps -= 1
+            self._skip(known, assign)
+            return known
+        known = self._memo[key] = self._split(assign, fixed & reads, still, holds)
+        return known
+
+    def _leaf(self, assign: dict[int, Any], holds: int) -> _Sub:
+        """A region where every rule is settled (its split counted)."""
+        again = holds & self._memo_mask == self._memo_mask
+        focus = self._focus
+        skip = (focus is not None and not holds >> focus & 1) or (self._prune is not None and self._prune(holds, True))
+        kind = None if skip else self._label(holds)
+        if kind is None:
+            return _NOTHING if again else _NOTHING_ONCE
+        if kind not in self._found:
+            self._found[kind] = dict(assign)
+            if all(k in self._found for k in self._kinds):
+                raise _Found
+        return _Sub(1, ((kind, 1, ()),), again)
+
+    def _split(self, assign: dict[int, Any], fixed: int, still: int, holds: int) -> _Sub:
+        focus = self._focus
+        if (focus is not None and not (holds | still) >> focus & 1) or (
+            self._prune is not None and self._prune(holds, False)
+        ):
+            return _NOTHING
+        dim = self.choose(assign, still, focus)
+        pending = self.pending(assign, dim)
+        possible = self.space.possible(assign, dim) if self._feasibility and dim in self.space.constrained else None
+        targets, writes, alike, rejects = self.targets[dim], self._writes[dim], self._alike[dim], self.rejects[dim]
+        deciding = still & self.readers[dim] & self.by_mask
+        code = self._code
+        size = 1
+        first: dict[Hashable, tuple[Hashable, int, tuple[tuple[int, Any], ...]]] = {}
+        siblings: dict[tuple[int, Any], _Sub] = {}  # by description: the rules made false, the writes
+        for j, value in enumerate(self.space.dims[dim].values):
+            assign[dim] = value
+            if possible is not None and not possible[j]:
+                continue
+            same = (rejects[j] & deciding, alike[j])
+            sub = siblings.get(same)
+            if sub is None:
+                for where, name in targets:
+                    where[name] = value
+                for i, add in writes[j]:
+                    code[i] += add
+                sub = self._node(assign, fixed | 1 << dim, *self.settle(still, holds, dim, j, pending))
+                for i, add in writes[j]:
+                    code[i] -= add
+                if sub.again:
+                    siblings[same] = sub
+                for kind, offset, path in sub.first:
+                    if kind not in first:
+                        first[kind] = (kind, size + offset, ((dim, value), *path))
+            else:  # counted: nothing in it is found first again
+                if self.steps + sub.size > self.budget:
+                    self.steps = self.budget + 1
+                    raise BudgetExceeded
+                self.steps += sub.size
+            size += sub.size
+        del assign[dim]
+        for where, name in targets:
+            where.pop(name, None)
+        return _Sub(size, tuple(first.values()))
+
+    def _skip(self, sub: _Sub, assign: Mapping[int, Any]) -> None:
+        """Count a sub-walk already made, noting what it finds first, as the walk would."""
+        base = self.steps
+        for kind, offset, path in sorted((f for f in sub.first if f[0] not in self._found), key=lambda f: f[1]):
+            if base + offset > self.budget:
+                break
+            self._found[kind] = {**assign, **dict(path)}
+            if all(k in self._found for k in self._kinds):
+                self.steps = base + offset
+                raise _Found
+        if base + sub.size > self.budget:
+            self.steps = self.budget + 1  # where the walk stops
+            raise BudgetExceeded
+        self.steps = base + sub.size
 
 
 def _redundancy(
@@ -470,130 +590,6 @@ def _redundancy(
         f"{'that rule' if len(names) == 1 else 'one of those rules'} alone already decides the same, "
         "so removing it changes no decision",
     )
-
-
-def _gap_findings(
-    policy: CompiledPolicy,
-    space: Space,
-    verdicts: Verdicts,
-    gaps: Sequence[Region],
-    here: Location,
-    max_examples: int,
-) -> list[LintFinding]:
-    by_verdict: dict[tuple[Any, ...], list[Region]] = {}
-    for region in gaps:
-        by_verdict.setdefault(decision_key(verdicts(region.holds)), []).append(region)
-    groups: list[tuple[int, str, str, dict[str, dict[str, Any]]]] = []
-    total = space.cells
-    for regions in by_verdict.values():
-        verdict = verdicts(regions[0].holds)
-        capped = ""
-        if regions[0].holds:
-            names = ", ".join(f"'{policy.rules[i].id}'" for i in bits(regions[0].holds))
-            capped = f", capped by exception {names}"
-        how = f"{policy.default.value}{capped}" + (f" -> {verdict_text(verdict)}" if capped else "")
-        for cube in merge_cubes(space, regions):
-            cells = math.prod(len(c) for c in cube)
-            point = {
-                i: space.dims[i].values[min(c)]
-                for i, c in zip(space.read_dims, cube, strict=True)
-                if len(c) < len(space.dims[i].values)
-            }
-            found = example(space, Region(point, 0, cells))
-            groups.append((cells, describe(space, cube), how, found))
-    groups.sort(key=lambda g: (-g[0], g[1]))
-    out = [
-        LintFinding(
-            "gap",
-            "warning",
-            here,
-            f"no rule applies to {desc} ({cells} of {total} cells); the default decides: {how}; "
-            f"e.g. {example_text(found)}",
-            found,
-        )
-        for cells, desc, how, found in groups[:max_examples]
-    ]
-    if len(groups) > max_examples:
-        rest = groups[max_examples:]
-        out.append(
-            LintFinding(
-                "gap",
-                "warning",
-                here,
-                f"{len(rest)} more group(s) of cells where no rule applies ({sum(g[0] for g in rest)} of {total} "
-                f"cells) not shown (--max-examples {max_examples})",
-            )
-        )
-    return out
-
-
-# ---------------------------------------------------------------------- compare
-_DIRECTION_ORDER = {"looser": 0, "different": 1, "stricter": 2}
-
-
-def compare(old: CompiledPolicy, new: CompiledPolicy, *, max_examples: int = 10, budget: int = UNBOUNDED) -> Comparison:
-    """Compare two policies over the union of their cells (every field known)."""
-    space = Space([old, new])
-    rules = [(0, rule) for rule in old.rules] + [(1, rule) for rule in new.rules]
-    n_old = len(old.rules)
-    old_mask = (1 << n_old) - 1
-    verdicts_old, verdicts_new = Verdicts(old), Verdicts(new)
-    differing: dict[str, int] = {}
-    kinds: dict[tuple[Any, ...], list[Any]] = {}
-
-    def visit(region: Region) -> None:
-        v_old, v_new = verdicts_old(region.holds & old_mask), verdicts_new(region.holds >> n_old)
-        way = direction(v_old, v_new)
-        if way is None:
-            return
-        differing[way] = differing.get(way, 0) + region.cells
-        key = (way, decision_key(v_old), v_old.rules, decision_key(v_new), v_new.rules)
-        if key in kinds:
-            kinds[key][1] += region.cells
-        else:
-            kinds[key] = [region, region.cells, v_old, v_new, way]
-
-    try:
-        Walker(space, rules, budget).walk(visit)
-    except BudgetExceeded as exc:
-        raise AnalysisLimitError(
-            f"comparing with {old.file} needs more than {budget} splits", Location(new.file)
-        ) from exc
-    labels = ("old", "new")
-    # Round-robin over the directions (looser first), largest groups of cells first in each:
-    # a reviewer of a mixed change must see both ways.
-    queues = [
-        sorted((k for k in kinds.values() if k[4] == way), key=lambda k: -k[1])
-        for way in sorted(_DIRECTION_ORDER, key=_DIRECTION_ORDER.__getitem__)
-    ]
-    chosen = [k for row in itertools.zip_longest(*queues) for k in row if k is not None][:max_examples]
-    examples = []
-    for region, cells, v_old, v_new, way in chosen:
-        found = example(space, region, labels)
-        if not space.shared_state:
-            witness = space.exists(region.assign) or {}
-            for i, value in witness.items():
-                if not space.dims[i].read:
-                    found["state"][space.dims[i].field] = value
-        examples.append(Difference(way, found, v_old, v_new, cells))
-    ways = set(differing)
-    if not ways:
-        result = "equivalent"
-    elif ways == {"looser"}:
-        result = "more-permissive"
-    elif ways == {"stricter"}:
-        result = "less-permissive"
-    else:
-        result = "mixed"
-    notes = []
-    if not space.shared_state:
-        notes.append(
-            "the policies derive driving_state, workload or speed_band differently: each policy's derived "
-            "fields are marked (old)/(new), over the same speed, gear and workload signals; each is checked "
-            "against its own thresholds, not against a shared history (a workload hold in one and not the "
-            "other, say), so an example may need the two to have seen different recent driving"
-        )
-    return Comparison(old.file, new.file, result, space.cells, differing, examples, notes)
 
 
 __all__ = [

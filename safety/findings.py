@@ -1,7 +1,7 @@
 """Lint findings, the checks of a policy's constants, and how cells and verdicts are shown.
 
 The whole-space analysis that produces most findings is ``safety.analysis``; this module
-holds what it shares with ``lint`` and ``compare``.  The codes:
+holds what it shares with ``lint``, the findings' texts and the grouping of gaps.  The codes:
 
 - ``unreachable-rule``: the rule holds in no combination that can occur;
 - ``shadowed-rule``: wherever it holds, the decision is the same without it and another
@@ -16,28 +16,41 @@ holds what it shares with ``lint`` and ``compare``.  The codes:
 - ``threshold-out-of-range``, ``narrow-hysteresis``, ``weak-ref``: checks of the constants;
 - ``unmapped-signal`` (``lint --vehicle``), ``analysis-limit`` (a walk ran out of budget).
 
-It also holds the result of ``compare`` and the order of strictness it uses.
+It also holds ``compare(old, new)``: it walks the union of both policies' cells and says
+whether NEW is more permissive, less permissive, equivalent or mixed, with concrete
+examples.  Outcomes are ordered allow < degrade < defer < deny; two degrades (or defers)
+are ordered by their constraints (voice over audio over none, smaller ``max_*``,
+``input: voice``, a longer ``retry_after_ms``); constraints that disagree in direction, or
+a different ``until`` text, make the two "different".
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .errors import Location
+from .errors import DriveGateError, Location
 from .evaluate import Evaluator, Verdict
-from .policy.compile import CompiledPolicy, CompiledRule
+from .policy.compile import CompiledPolicy, CompiledRule, Interval
 from .policy.model import PolicyDoc, Test
 from .signals import CANONICAL_SIGNALS
-from .space import OTHER, Interval, Region, Space
+from .space import OTHER, BudgetExceeded, Region, Space, Walker, bits, merge_cubes
 
 Severity = Literal["error", "warning"]
+UNBOUNDED = 50_000_000  # splits: a walk that is not to stop
 MIN_REF = 8  # characters: shorter refs ("AAOS") do not name a clause
 # Narrowest sensible hysteresis per signal (units of the signal): wheel-speed noise is
 # about 0.5 km/h, steering-angle sensors jitter by a degree or two.
 MIN_HYSTERESIS = {"speed": 1.0, "steering_angle": 5.0, "steering_rate": 10.0, "accelerator_pedal": 2.0}
+
+
+class AnalysisLimitError(DriveGateError):
+    """A comparison needed more splits than its budget."""
+
+    code = "analysis-limit"
 
 
 @dataclass(frozen=True)
@@ -225,14 +238,6 @@ def decision_key(verdict: Verdict) -> tuple[Any, ...]:
     return (verdict.outcome, tuple(sorted(verdict.constraints.items())))
 
 
-def bits(mask: int) -> Iterator[int]:
-    """Indices of the set bits of ``mask``, lowest first."""
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
-
-
 def verdict_text(verdict: Verdict) -> str:
     """``deny``, or ``degrade {modality: voice}``."""
     if not verdict.constraints:
@@ -315,36 +320,109 @@ def _interval_text(cell: Interval, domain: Interval) -> str:
     return f"in {'[' if cell.low_in else '('}{cell.low:g}, {cell.high:g}{']' if cell.high_in else ')'}"
 
 
-def merge_cubes(space: Space, regions: Sequence[Region]) -> list[tuple[frozenset[int], ...]]:
-    """Regions as boxes of cells, greedily merged along one field at a time (exact unions)."""
-    cubes: list[tuple[frozenset[int], ...]] = []
-    for region in regions:
-        coords = []
-        for i in space.read_dims:
-            values = space.dims[i].values
-            coords.append(
-                frozenset((values.index(region.assign[i]),)) if i in region.assign else frozenset(range(len(values)))
-            )
-        cubes.append(tuple(coords))
-    changed = True
-    while changed:
-        changed = False
-        for d in range(len(space.read_dims)):
-            buckets: dict[tuple[frozenset[int], ...], frozenset[int]] = {}
-            for cube in cubes:
-                key = cube[:d] + cube[d + 1 :]
-                if key in buckets:
-                    buckets[key] = buckets[key] | cube[d]
-                    changed = True
-                else:
-                    buckets[key] = cube[d]
-            cubes = [(*key[:d], values, *key[d:]) for key, values in buckets.items()]
-    return cubes
+# ---------------------------------------------------------------------- rule findings
+def ineffective_override(
+    rule: CompiledRule, other: CompiledRule, found: dict[str, dict[str, Any]], decided: Verdict | None
+) -> LintFinding:
+    """``rule`` declares it overrides ``other``, but ``other`` is the more restrictive."""
+    result = f" -> {verdict_text(decided)}" if decided is not None else ""
+    return LintFinding(
+        "override-ineffective",
+        "warning",
+        rule.source.overrides[other.id],
+        f"rule '{rule.id}' ({rule.outcome.value}) declares it overrides '{other.id}' ({other.outcome.value}, line "
+        f"{other.source.loc.line}), but where both hold the more restrictive '{other.id}' decides (most "
+        f"restrictive wins), e.g. {example_text(found)}{result}",
+        found,
+    )
+
+
+def unreachable_rule(rule: CompiledRule) -> LintFinding:
+    """``rule`` holds in no combination that can occur."""
+    return LintFinding(
+        "unreachable-rule",
+        "error",
+        rule.source.loc,
+        f"rule '{rule.id}' can never apply: its condition holds in no state and request that can occur",
+    )
+
+
+def conflict(
+    rule: CompiledRule, other: CompiledRule, found: dict[str, dict[str, Any]], decided: Verdict | None
+) -> LintFinding:
+    """``other`` (the later rule) and ``rule`` overlap partially with different outcomes."""
+    result = f" -> {verdict_text(decided)}" if decided is not None else " (where both hold)"
+    return LintFinding(
+        "conflict",
+        "warning",
+        other.source.loc,
+        f"rules '{other.id}' ({other.outcome.value}) and '{rule.id}' ({rule.outcome.value}, line "
+        f"{rule.source.loc.line}) overlap and neither's condition implies the other's: where both hold "
+        f"only the combination (most restrictive wins) decides, e.g. {example_text(found)}{result}",
+        found,
+    )
 
 
 def rule_name(rule: CompiledRule) -> str:
     """``rule 'id' (line N)``."""
     return f"rule '{rule.id}' (line {rule.source.loc.line})"
+
+
+# ---------------------------------------------------------------------- gaps
+def gap_findings(
+    policy: CompiledPolicy,
+    space: Space,
+    verdicts: Verdicts,
+    gaps: Sequence[Region],
+    here: Location,
+    max_examples: int,
+) -> list[LintFinding]:
+    """Where no ordinary rule holds, grouped by decision into boxes of cells, largest first."""
+    by_verdict: dict[tuple[Any, ...], list[Region]] = {}
+    for region in gaps:
+        by_verdict.setdefault(decision_key(verdicts(region.holds)), []).append(region)
+    groups: list[tuple[int, str, str, dict[str, dict[str, Any]]]] = []
+    total = space.cells
+    for regions in by_verdict.values():
+        verdict = verdicts(regions[0].holds)
+        capped = ""
+        if regions[0].holds:
+            names = ", ".join(f"'{policy.rules[i].id}'" for i in bits(regions[0].holds))
+            capped = f", capped by exception {names}"
+        how = f"{policy.default.value}{capped}" + (f" -> {verdict_text(verdict)}" if capped else "")
+        for cube in merge_cubes(space, regions):
+            cells = math.prod(len(c) for c in cube)
+            point = {
+                i: space.dims[i].values[min(c)]
+                for i, c in zip(space.read_dims, cube, strict=True)
+                if len(c) < len(space.dims[i].values)
+            }
+            found = example(space, Region(point, 0, cells))
+            groups.append((cells, describe(space, cube), how, found))
+    groups.sort(key=lambda g: (-g[0], g[1]))
+    out = [
+        LintFinding(
+            "gap",
+            "warning",
+            here,
+            f"no rule applies to {desc} ({cells} of {total} cells); the default decides: {how}; "
+            f"e.g. {example_text(found)}",
+            found,
+        )
+        for cells, desc, how, found in groups[:max_examples]
+    ]
+    if len(groups) > max_examples:
+        rest = groups[max_examples:]
+        out.append(
+            LintFinding(
+                "gap",
+                "warning",
+                here,
+                f"{len(rest)} more group(s) of cells where no rule applies ({sum(g[0] for g in rest)} of {total} "
+                f"cells) not shown (--max-examples {max_examples})",
+            )
+        )
+    return out
 
 
 # ---------------------------------------------------------------------- comparisons
@@ -449,3 +527,71 @@ def _decided(verdict: Verdict) -> str:
 
 def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
     return {"outcome": verdict.outcome.value, "constraints": dict(verdict.constraints), "rules": list(verdict.rules)}
+
+
+_DIRECTION_ORDER = {"looser": 0, "different": 1, "stricter": 2}
+
+
+def compare(old: CompiledPolicy, new: CompiledPolicy, *, max_examples: int = 10, budget: int = UNBOUNDED) -> Comparison:
+    """Compare two policies over the union of their cells (every field known)."""
+    space = Space([old, new])
+    rules = [(0, rule) for rule in old.rules] + [(1, rule) for rule in new.rules]
+    n_old = len(old.rules)
+    old_mask = (1 << n_old) - 1
+    verdicts_old, verdicts_new = Verdicts(old), Verdicts(new)
+    differing: dict[str, int] = {}
+    kinds: dict[tuple[Any, ...], list[Any]] = {}
+
+    def visit(region: Region) -> None:
+        v_old, v_new = verdicts_old(region.holds & old_mask), verdicts_new(region.holds >> n_old)
+        way = direction(v_old, v_new)
+        if way is None:
+            return
+        differing[way] = differing.get(way, 0) + region.cells
+        key = (way, decision_key(v_old), v_old.rules, decision_key(v_new), v_new.rules)
+        if key in kinds:
+            kinds[key][1] += region.cells
+        else:
+            kinds[key] = [region, region.cells, v_old, v_new, way]
+
+    try:
+        Walker(space, rules, budget).walk(visit)
+    except BudgetExceeded as exc:
+        raise AnalysisLimitError(
+            f"comparing with {old.file} needs more than {budget} splits", Location(new.file)
+        ) from exc
+    labels = ("old", "new")
+    # Round-robin over the directions (looser first), largest groups of cells first in each:
+    # a reviewer of a mixed change must see both ways.
+    queues = [
+        sorted((k for k in kinds.values() if k[4] == way), key=lambda k: -k[1])
+        for way in sorted(_DIRECTION_ORDER, key=_DIRECTION_ORDER.__getitem__)
+    ]
+    chosen = [k for row in itertools.zip_longest(*queues) for k in row if k is not None][:max_examples]
+    examples = []
+    for region, cells, v_old, v_new, way in chosen:
+        found = example(space, region, labels)
+        if not space.shared_state:
+            witness = space.exists(region.assign) or {}
+            for i, value in witness.items():
+                if not space.dims[i].read:
+                    found["state"][space.dims[i].field] = value
+        examples.append(Difference(way, found, v_old, v_new, cells))
+    ways = set(differing)
+    if not ways:
+        result = "equivalent"
+    elif ways == {"looser"}:
+        result = "more-permissive"
+    elif ways == {"stricter"}:
+        result = "less-permissive"
+    else:
+        result = "mixed"
+    notes = []
+    if not space.shared_state:
+        notes.append(
+            "the policies derive driving_state, workload or speed_band differently: each policy's derived "
+            "fields are marked (old)/(new), over the same speed, gear and workload signals; each is checked "
+            "against its own thresholds, not against a shared history (a workload hold in one and not the "
+            "other, say), so an example may need the two to have seen different recent driving"
+        )
+    return Comparison(old.file, new.file, result, space.cells, differing, examples, notes)

@@ -27,28 +27,33 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policy.compile import CompiledPolicy, CompiledRule, condition_constants
+from .policy.compile import (
+    CompiledPolicy,
+    CompiledRule,
+    Interval,
+    band_ok,
+    can_fire,
+    condition_constants,
+    ds_gear_ok,
+    ds_speed_ok,
+    field_domain,
+    machine_constants,
+    number_cells,
+    separable,
+    trigger_status,
+)
 from .policy.model import DRIVING_STATES, WORKLOADS, condition_fields
-from .signals import CANONICAL_SIGNALS
 from .state import StateConfig
 
 OTHER = "<other>"  # the cell of a string field holding every value the policy does not name
 DERIVED = ("driving_state", "workload", "speed_band")
+_UNSET = object()  # a dim without a value, in a feasibility key
 _ALL_CHECK_LIMIT = 64  # largest sub-product enumerated to prove a whole region feasible
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A numeric cell: ``low``..``high`` with each end in or out (a point when low == high)."""
-
-    low: float
-    high: float
-    low_in: bool
-    high_in: bool
 
 
 @dataclass(frozen=True)
@@ -68,66 +73,6 @@ class Dim:
 
 class BudgetExceeded(Exception):
     """The walk visited more regions than its budget allows."""
-
-
-def number_cells(constants: Iterable[float], domain: Interval, integer: bool) -> list[tuple[Any, Interval]]:
-    """One representative per cell of ``domain`` cut at ``constants`` (empty cells left out)."""
-    points = sorted({float(c) for c in constants if domain.low <= c <= domain.high})
-    out: list[tuple[Any, Interval]] = []
-
-    def between(a: float, b: float, a_in: bool, b_in: bool) -> None:
-        if a > b or (a == b and not (a_in and b_in)):
-            return
-        if integer:
-            rep: float = math.ceil(a) if a_in else math.floor(a) + 1
-            if rep > b or (rep == b and not b_in):
-                return
-            out.append((int(rep), Interval(a, b, a_in, b_in)))
-            return
-        if a == b:
-            out.append((a, Interval(a, b, True, True)))
-        elif math.isinf(a) and math.isinf(b):
-            out.append((0.0, Interval(a, b, a_in, b_in)))
-        elif math.isinf(a):
-            out.append((b - 1.0, Interval(a, b, a_in, b_in)))
-        elif math.isinf(b):
-            out.append((a + 1.0, Interval(a, b, a_in, b_in)))
-        else:
-            out.append(((a + b) / 2.0, Interval(a, b, a_in, b_in)))
-
-    low, low_in = domain.low, domain.low_in
-    for p in points:
-        between(low, p, low_in, False)
-        if not integer or p == int(p):
-            out.append((int(p) if integer else p, Interval(p, p, True, True)))
-        low, low_in = p, False
-    between(low, domain.high, low_in, domain.high_in)
-    return out
-
-
-def field_domain(name: str, source: str) -> tuple[Interval, bool]:
-    """The values a numeric field can take, and whether they are whole numbers."""
-    if source == "request":
-        return Interval(0.0, math.inf, True, False), True
-    spec = CANONICAL_SIGNALS[name]
-    low, high = spec.physical_range or (-math.inf, math.inf)
-    return Interval(low, high, True, True), False
-
-
-def machine_constants(cfg: StateConfig) -> dict[str, set[float]]:
-    """Thresholds of the derived states, per raw signal: where feasibility can change."""
-    out: dict[str, set[float]] = {"speed": set()}
-    for t in (cfg.standstill_on, cfg.standstill_off):
-        out["speed"].update((t, -t))
-    for _, edge in cfg.bands[:-1]:
-        for t in (edge, edge - cfg.band_hysteresis):
-            out["speed"].update((t, -t))
-    for trig in cfg.triggers:
-        if not trig.values:
-            bucket = out.setdefault(trig.signal, set())
-            for t in (trig.on, trig.off):
-                bucket.update((t, -t) if trig.use_abs else (t,))
-    return out
 
 
 @dataclass
@@ -180,7 +125,7 @@ class Space:
         for i, c in enumerate(self.configs):
             view = self.views[i] if not shared else {n: self.index[n] for n in DERIVED if n in self.index}
             c.ds, c.band, c.wl = view.get("driving_state"), view.get("speed_band"), view.get("workload")
-            c.hold_possible = c.cfg.hold_s > 0 and any(_can_fire(t) for t in c.cfg.triggers)
+            c.hold_possible = c.cfg.hold_s > 0 and any(can_fire(t) for t in c.cfg.triggers)
         # Raw signals that derived states depend on, read by a rule or not.
         needed: set[str] = set()
         for c in self.configs:
@@ -206,7 +151,14 @@ class Space:
         self.speed_abs_only = not any(t.signal == "speed" for c in configs for t in c.triggers)
         self.constrained = frozenset(i for i, d in enumerate(self.dims) if d.field in DERIVED or d.field in needed)
         self.read_dims = tuple(i for i, d in enumerate(self.dims) if d.read)
-        self._exists: dict[tuple[tuple[int, Any], ...], dict[int, Any] | None] = {}
+        # Feasibility is memoised by the values of the constrained dims, in this order (a
+        # positional key: cheaper to build than a sorted one, and walks ask millions of times).
+        self._key_dims = tuple(sorted(self.constrained))
+        self._unset = (_UNSET,) * len(self._key_dims)
+        self._exists: dict[tuple[Any, ...], dict[int, Any] | None] = {}
+        self._feasible: dict[tuple[Any, ...], str] = {}
+        self._possible: dict[tuple[Any, ...], list[bool]] = {}
+        self._rules: dict[tuple[int, int], RuleInfo] = {}
 
     def _add(self, dim: Dim) -> None:
         self.index[dim.name] = len(self.dims)
@@ -240,13 +192,39 @@ class Space:
                 (state if self.dims[i].source == "state" else request)[name] = assign[i]
         return state, request
 
+    def rule_info(self, policy: int, rule: CompiledRule) -> RuleInfo:
+        """What walks need to know of ``rule`` of policy ``policy``, worked out once."""
+        key = (policy, id(rule))
+        info = self._rules.get(key)
+        if info is None:
+            info = self._rules[key] = RuleInfo(rule, self, policy)
+        return info
+
     # ------------------------------------------------------------------ feasibility
+    def feasibility_key(self, assign: Mapping[int, Any]) -> tuple[Any, ...]:
+        """What feasibility depends on: the values of the constrained dims."""
+        return tuple(map(assign.get, self._key_dims, self._unset))
+
+    def possible(self, assign: dict[int, Any], dim: int) -> list[bool]:
+        """Per value of ``dim`` (free in ``assign``), whether fixing it can occur: memoised."""
+        key = (dim, *map(assign.get, self._key_dims, self._unset))
+        found = self._possible.get(key)
+        if found is None:
+            found = self._possible[key] = []
+            for value in self.dims[dim].values:
+                assign[dim] = value
+                found.append(self.exists(assign) is not None)
+            del assign[dim]
+        return found
+
     def exists(self, assign: Mapping[int, Any]) -> dict[int, Any] | None:
         """Raw values (gear, speed) under which the assigned derived states can occur, or None."""
-        key = tuple(sorted((i, v) for i, v in assign.items() if i in self.constrained))
-        if key not in self._exists:
-            self._exists[key] = self._search(assign)
-        return self._exists[key]
+        key = tuple(map(assign.get, self._key_dims, self._unset))
+        try:
+            return self._exists[key]
+        except KeyError:
+            found = self._exists[key] = self._search(assign)
+            return found
 
     def _search(self, assign: Mapping[int, Any]) -> dict[int, Any] | None:
         gears: Sequence[Any] = (None,)
@@ -262,12 +240,12 @@ class Space:
                 if not dim.read and self.speed_abs_only:
                     speeds = tuple(v for v in speeds if v >= 0)  # every consumer uses |speed|
         for g in gears:
-            if not all(_ds_gear_ok(assign.get(c.ds) if c.ds is not None else None, g) for c in self.configs):
+            if not all(ds_gear_ok(assign.get(c.ds) if c.ds is not None else None, g) for c in self.configs):
                 continue
             for s in speeds:
                 if all(
-                    _ds_speed_ok(assign.get(c.ds) if c.ds is not None else None, s, c.cfg)
-                    and _band_ok(assign.get(c.band) if c.band is not None else None, s, c.cfg)
+                    ds_speed_ok(assign.get(c.ds) if c.ds is not None else None, s, c.cfg)
+                    and band_ok(assign.get(c.band) if c.band is not None else None, s, c.cfg)
                     for c in self.configs
                 ) and self._workload_ok(assign, g, s):
                     witness: dict[int, Any] = {}
@@ -293,7 +271,7 @@ class Space:
                 candidates = (assign[i],) if i in assign else self.dims[i].values
             else:  # pragma: no cover - every trigger signal of a read workload has a dim
                 candidates = ()
-            options.append({tuple(_trigger_status(c.cfg, sig, v) for c, _ in demands) for v in candidates})
+            options.append({tuple(trigger_status(c.cfg, sig, v) for c, _ in demands) for v in candidates})
         for choice in itertools.product(*options):
             if all(
                 (
@@ -308,6 +286,14 @@ class Space:
 
     def feasibility(self, assign: Mapping[int, Any]) -> str:
         """ "all" when every completion of the region's read fields can occur, "none", or "some"."""
+        # Like ``exists``, this depends only on the constrained dims: memoised by the same key.
+        key = tuple(map(assign.get, self._key_dims, self._unset))
+        found = self._feasible.get(key)
+        if found is None:
+            found = self._feasible[key] = self._feasibility(assign)
+        return found
+
+    def _feasibility(self, assign: Mapping[int, Any]) -> str:
         open_dims = [i for i in self.read_dims if i in self.constrained and i not in assign]
         size = math.prod(len(self.dims[i].values) for i in open_dims)
         if not open_dims or size > _ALL_CHECK_LIMIT:
@@ -327,6 +313,12 @@ class Space:
         return "all" if found else "none"
 
 
+def _classes(labels: Sequence[Any]) -> list[int]:
+    """Small numbers for labels: equal labels, equal numbers."""
+    names: dict[Any, int] = {}
+    return [names.setdefault(label, len(names)) for label in labels]
+
+
 def constants_of(constants: Sequence[Mapping[str, set[Any]]], name: str) -> set[Any]:
     """The constants every policy compares ``name`` with."""
     out: set[Any] = set()
@@ -335,52 +327,46 @@ def constants_of(constants: Sequence[Mapping[str, set[Any]]], name: str) -> set[
     return out
 
 
-def _can_fire(trig: Any) -> bool:
-    if trig.values:
-        return True
-    spec = CANONICAL_SIGNALS[trig.signal]
-    low, high = spec.physical_range or (-math.inf, math.inf)
-    top = max(abs(low), abs(high)) if trig.use_abs else high
-    return bool(top >= trig.on)
+class RuleInfo:
+    """What walks need to know of one rule: the dims it reads and how their cells decide it.
 
+    ``accepts``: per dim, the cells (a bit mask) where the rule is not certainly false
+    with that dim alone known.  When ``separable`` (a conjunction of parts that each read
+    one field), that decides it: false once a field takes a cell outside its mask, true
+    once all take cells inside, unknown otherwise (three-valued logic, exactly).  ``code``:
+    per dim and value, what fixing it adds to a number (mixed radix) that says which side
+    of each of the rule's constants its fields are on; values on the same sides are
+    alike to the rule.
+    """
 
-def _trigger_status(cfg: StateConfig, signal: str, value: Any) -> tuple[bool, bool]:
-    """(some trigger on ``signal`` must be active, some trigger may be active) at ``value``."""
-    forced = possible = False
-    for trig in cfg.triggers:
-        if trig.signal != signal:
-            continue
-        if trig.values:
-            hit = value in trig.values
-            forced, possible = forced or hit, possible or hit
-        else:
-            x = abs(value) if trig.use_abs else value
-            forced = forced or x >= trig.on
-            possible = possible or x >= trig.off
-    return forced, possible
-
-
-def _ds_gear_ok(ds: Any, gear: Any) -> bool:
-    if ds is None or gear is None:
-        return True
-    return bool((ds == "parked") == (gear == "P"))
-
-
-def _ds_speed_ok(ds: Any, speed: Any, cfg: StateConfig) -> bool:
-    if ds is None or ds == "parked" or speed is None:
-        return True
-    if ds == "stationary":
-        return bool(abs(speed) <= cfg.standstill_off)
-    return bool(abs(speed) > cfg.standstill_on)
-
-
-def _band_ok(band: Any, speed: Any, cfg: StateConfig) -> bool:
-    if band is None or speed is None:
-        return True
-    names = [name for name, _ in cfg.bands]
-    i = names.index(band)
-    lower = cfg.bands[i - 1][1] - cfg.band_hysteresis if i else -math.inf
-    return bool(lower <= abs(speed) < cfg.bands[i][1])
+    def __init__(self, rule: CompiledRule, space: Space, policy: int) -> None:
+        self.rule = rule  # kept, so that its id() (the key of this) is never reused
+        constants: dict[str, set[Any]] = {}
+        if rule.source.when is not None:
+            condition_constants(rule.source.when, constants)
+        view = space.views[policy]
+        self.dims = tuple(sorted(view[n] for n in constants))
+        self.separable = rule.source.when is None or separable(rule.source.when)
+        self.accepts: dict[int, int] = {}
+        self.code: dict[int, list[int]] = {}
+        radix = 1
+        for name, found in sorted(constants.items(), key=lambda item: view[item[0]]):
+            d = view[name]
+            dim = space.dims[d]
+            self.accepts[d] = sum(
+                1 << j for j, v in enumerate(dim.values) if rule.test(*space.split({d: v}, policy)) is not False
+            )
+            points = sorted(found) if dim.kind == "number" else []
+            sides = _classes(
+                [
+                    (bisect_left(points, v), bisect_right(points, v))
+                    if dim.kind == "number"
+                    else (v in found, v in found and v)
+                    for v in dim.values
+                ]
+            )
+            self.code[d] = [(side + 1) * radix for side in sides]
+            radix *= max(sides) + 2
 
 
 # ---------------------------------------------------------------------- the walk
@@ -400,6 +386,11 @@ class Walker:
     ``rules`` are (policy index, rule); ``budget`` bounds the number of splits.  With
     ``focus`` only regions where that rule holds are visited; with ``avoid`` (a bit mask)
     only regions where none of those rules holds.
+
+    The walk is incremental: each policy's state and request are kept up to date as dims
+    are fixed and freed, and a split re-evaluates only the open rules that read the dim
+    just fixed (a rule's three-valued result changes only when one of its fields does).
+    The regions, their order and the number of splits are those of splitting afresh.
     """
 
     space: Space
@@ -409,11 +400,33 @@ class Walker:
     rule_dims: list[tuple[int, ...]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for p, rule in self.rules:
-            found: dict[str, set[Any]] = {}
-            if rule.source.when is not None:
-                condition_constants(rule.source.when, found)
-            self.rule_dims.append(tuple(sorted(self.space.views[p][n] for n in found)))
+        space = self.space
+        self.info = [space.rule_info(p, rule) for p, rule in self.rules]
+        self.rule_dims = [info.dims for info in self.info]
+        self.readers = [0] * len(space.dims)  # per dim, the rules reading it (a bit mask)
+        for i, dims in enumerate(self.rule_dims):
+            for d in dims:
+                self.readers[d] |= 1 << i
+        # The dims some rule reads, with what ``choose`` ranks them by after the count.
+        self.read_by = tuple((d, mask, len(space.dims[d].values)) for d, mask in enumerate(self.readers) if mask)
+        # Each policy's (state, request) now, and where a dim's value goes: the state or
+        # request of every policy that sees it.
+        self.views: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, {}) for _ in space.policies]
+        self.targets: dict[int, list[tuple[dict[str, Any], str]]] = {d: [] for d, _, _ in self.read_by}
+        for p, view in enumerate(space.views):
+            for name, d in view.items():
+                if d in self.targets:
+                    self.targets[d].append((self.views[p][space.dims[d].source != "state"], name))
+        self.tests = [(rule.test, *self.views[p]) for p, rule in self.rules]
+        # Rules decided per field (``RuleInfo.separable``) are settled with bit masks: per
+        # dim and cell, the rules that cell makes false.  The others are evaluated.
+        self.by_mask = sum(1 << i for i, info in enumerate(self.info) if info.separable)
+        self.rejects = {d: [0] * size for d, _, size in self.read_by}
+        for i in bits(self.by_mask):
+            for d, mask in self.info[i].accepts.items():
+                for j, row in enumerate(self.rejects[d]):
+                    if not mask >> j & 1:
+                        self.rejects[d][j] = row | 1 << i
 
     def walk(
         self,
@@ -433,34 +446,35 @@ class Walker:
         walked does), which is all a search for one example needs.
         """
         self._visit, self._focus, self._avoid, self._prune, self._whole = visit, focus, avoid, prune, whole
-        if self.space.exists({}) is None:
+        if not self.start():
             return
-        self._step({}, list(range(len(self.rules))), 0)
+        self._free = self.space.cells  # cells of the read dims not fixed: those of a region
+        self._step({}, (1 << len(self.rules)) - 1, 0, None, 0, 0)
 
-    def _step(self, assign: dict[int, Any], open_rules: list[int], holds: int) -> None:
+    def start(self) -> bool:
+        """Whether anything can occur at all; if so, forget what a walk stopped early left."""
+        for state, request in self.views:
+            state.clear()
+            request.clear()
+        return self.space.exists({}) is not None
+
+    def _step(
+        self, assign: dict[int, Any], open_rules: int, holds: int, changed: int | None, cell: int, pending: int
+    ) -> None:
+        """One region: ``open_rules`` (a bit mask) were unsettled before ``changed`` was fixed."""
         self.steps += 1
         if self.steps > self.budget:
             raise BudgetExceeded
-        views: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
-        still: list[int] = []
-        for i in open_rules:
-            p, rule = self.rules[i]
-            if p not in views:
-                views[p] = self.space.split(assign, p)
-            result = rule.test(*views[p])
-            if result is None:
-                still.append(i)
-            elif result:
-                holds |= 1 << i
+        still, holds = self.settle(open_rules, holds, changed, cell, pending)
         if holds & self._avoid:
             return
         focus = self._focus
-        if focus is not None and not holds >> focus & 1 and focus not in still:
+        if focus is not None and not (holds | still) >> focus & 1:
             return
         if self._prune is not None and self._prune(holds, not still):
             return
         if still:
-            dim = self._choose(assign, still, focus)
+            dim = self.choose(assign, still, focus)
         elif not self._whole:
             self._visit(Region(dict(assign), holds, 0))
             return
@@ -469,29 +483,116 @@ class Walker:
             if feasible == "none":
                 return
             if feasible == "all":
-                cells = math.prod(len(self.space.dims[i].values) for i in self.space.read_dims if i not in assign)
-                self._visit(Region(dict(assign), holds, cells))
+                self._visit(Region(dict(assign), holds, self._free))
                 return
             dim = min(
                 (i for i in self.space.read_dims if i in self.space.constrained and i not in assign),
                 key=lambda i: (self.space.dims[i].field not in DERIVED, len(self.space.dims[i].values), i),
             )
         constrained = dim in self.space.constrained
-        for value in self.space.dims[dim].values:
+        targets = self.targets[dim]
+        exists = self.space.exists
+        values = self.space.dims[dim].values
+        free = self._free
+        if self.space.dims[dim].read:
+            self._free = free // len(values)
+        pending = self.pending(assign, dim)
+        for j, value in enumerate(values):
             assign[dim] = value
-            if not constrained or self.space.exists(assign) is not None:
-                self._step(assign, still, holds)
+            for where, name in targets:
+                where[name] = value
+            if not constrained or exists(assign) is not None:
+                self._step(assign, still, holds, dim, j, pending)
         del assign[dim]
+        for where, name in targets:
+            del where[name]
+        self._free = free
 
-    def _choose(self, assign: Mapping[int, Any], still: list[int], focus: int | None) -> int:
+    def settle(self, open_rules: int, holds: int, changed: int | None, cell: int, pending: int) -> tuple[int, int]:
+        """The rules still open and those that hold once ``changed`` took its ``cell``-th value.
+
+        Only the open rules that read ``changed`` can change (none is re-evaluated at the
+        start, ``changed`` None); ``pending`` are the rules reading some dim still free.
+        """
+        still = open_rules
+        if changed is None:
+            check = open_rules
+        else:
+            check = open_rules & self.readers[changed]
+            if check & self.by_mask:
+                false = check & self.rejects[changed][cell]
+                true = check & self.by_mask & ~false & ~pending
+                still ^= false | true
+                holds |= true
+                check &= ~self.by_mask
+        tests = self.tests
+        while check:
+            low = check & -check
+            check ^= low
+            test, state, request = tests[low.bit_length() - 1]
+            result = test(state, request)
+            if result is not None:
+                still ^= low
+                if result:
+                    holds |= low
+        return still, holds
+
+    def pending(self, assign: Mapping[int, Any], dim: int) -> int:
+        """The rules that read a dim other than ``dim`` not yet fixed."""
+        pending = 0
+        for d, readers, _ in self.read_by:
+            if d != dim and d not in assign:
+                pending |= readers
+        return pending
+
+    def choose(self, assign: Mapping[int, Any], still: int, focus: int | None) -> int:
         """The unassigned dim read by the most unsettled rules (the focus rule's first)."""
-        if focus is not None and focus in still:
+        if focus is not None and still >> focus & 1:
             candidates = [d for d in self.rule_dims[focus] if d not in assign]
             if candidates:
                 return min(candidates, key=lambda d: (len(self.space.dims[d].values), d))
-        score: dict[int, int] = {}
-        for i in still:
-            for d in self.rule_dims[i]:
-                if d not in assign:
-                    score[d] = score.get(d, 0) + 1
-        return min(score, key=lambda d: (-score[d], len(self.space.dims[d].values), d))
+        best: tuple[int, int, int] | None = None
+        for d, readers, size in self.read_by:
+            if d not in assign:
+                score = (still & readers).bit_count()
+                if score and (best is None or (-score, size, d) < best):
+                    best = (-score, size, d)
+        assert best is not None  # an unsettled rule reads some dim not yet fixed
+        return best[2]
+
+
+def bits(mask: int) -> Iterator[int]:
+    """Indices of the set bits of ``mask``, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+def merge_cubes(space: Space, regions: Sequence[Region]) -> list[tuple[frozenset[int], ...]]:
+    """Regions as boxes of cells, greedily merged along one field at a time (exact unions)."""
+    # Each side of a box is a bit mask of value indices while merging: the same merges in
+    # the same order as with sets, but far cheaper to hash and join.
+    assigns = [region.assign for region in regions]
+    columns = []
+    for i in space.read_dims:
+        cells = space.dims[i].values
+        mask_of = {v: 1 << j for j, v in reversed(list(enumerate(cells)))}
+        mask_of[_UNSET] = (1 << len(cells)) - 1  # a dim the region leaves free: every value
+        columns.append([mask_of[assign.get(i, _UNSET)] for assign in assigns])
+    cubes: list[tuple[int, ...]] = list(zip(*columns, strict=True)) if columns else [()] * len(regions)
+    changed = True
+    while changed:
+        changed = False
+        for d in range(len(space.read_dims)):
+            buckets: dict[tuple[int, ...], int] = {}
+            for cube in cubes:
+                key = cube[:d] + cube[d + 1 :]
+                side = buckets.get(key)
+                if side is None:
+                    buckets[key] = cube[d]
+                else:
+                    buckets[key] = side | cube[d]
+                    changed = True
+            cubes = [(*key[:d], values, *key[d:]) for key, values in buckets.items()]
+    return [tuple(frozenset(bits(side)) for side in cube) for cube in cubes]

@@ -8,7 +8,9 @@ which is how unknown state becomes the most demanding driving.
 The compiler also computes, for every field the policy reads, the finite set of cells
 (intervals between the policy's constants, or the values it names) that the policy can
 tell apart.  Two inputs in the same cells get the same decision, so decisions can be
-cached by cell and a replay re-decides only when a cell changes.
+cached by cell and a replay re-decides only when a cell changes.  For the static analysis
+(``safety.space``) it also says how a numeric field is cut into cells, which conditions
+are decided field by field, and which raw values each derived state can go with.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from __future__ import annotations
 import itertools
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..decision import Outcome
+from ..signals import CANONICAL_SIGNALS
 from ..state import StateConfig, Trigger
 from .model import AllOf, AnyOf, Condition, FieldSpec, NotOf, PolicyDoc, Rule, Test, condition_fields
 
@@ -274,3 +277,134 @@ def _compile_test(test: Test, from_state: bool) -> Predicate:
         return None if v is None else compare(v) is True
 
     return request_test
+
+
+# ---------------------------------------------------------------------- cells, for analysis
+@dataclass(frozen=True)
+class Interval:
+    """A numeric cell: ``low``..``high`` with each end in or out (a point when low == high)."""
+
+    low: float
+    high: float
+    low_in: bool
+    high_in: bool
+
+
+def number_cells(constants: Iterable[float], domain: Interval, integer: bool) -> list[tuple[Any, Interval]]:
+    """One representative per cell of ``domain`` cut at ``constants`` (empty cells left out)."""
+    points = sorted({float(c) for c in constants if domain.low <= c <= domain.high})
+    out: list[tuple[Any, Interval]] = []
+
+    def between(a: float, b: float, a_in: bool, b_in: bool) -> None:
+        if a > b or (a == b and not (a_in and b_in)):
+            return
+        if integer:
+            rep: float = math.ceil(a) if a_in else math.floor(a) + 1
+            if rep > b or (rep == b and not b_in):
+                return
+            out.append((int(rep), Interval(a, b, a_in, b_in)))
+            return
+        if a == b:
+            out.append((a, Interval(a, b, True, True)))
+        elif math.isinf(a) and math.isinf(b):
+            out.append((0.0, Interval(a, b, a_in, b_in)))
+        elif math.isinf(a):
+            out.append((b - 1.0, Interval(a, b, a_in, b_in)))
+        elif math.isinf(b):
+            out.append((a + 1.0, Interval(a, b, a_in, b_in)))
+        else:
+            out.append(((a + b) / 2.0, Interval(a, b, a_in, b_in)))
+
+    low, low_in = domain.low, domain.low_in
+    for p in points:
+        between(low, p, low_in, False)
+        if not integer or p == int(p):
+            out.append((int(p) if integer else p, Interval(p, p, True, True)))
+        low, low_in = p, False
+    between(low, domain.high, low_in, domain.high_in)
+    return out
+
+
+def field_domain(name: str, source: str) -> tuple[Interval, bool]:
+    """The values a numeric field can take, and whether they are whole numbers."""
+    if source == "request":
+        return Interval(0.0, math.inf, True, False), True
+    spec = CANONICAL_SIGNALS[name]
+    low, high = spec.physical_range or (-math.inf, math.inf)
+    return Interval(low, high, True, True), False
+
+
+def separable(cond: Condition) -> bool:
+    """Whether ``cond`` is a conjunction of conditions that each read one field."""
+    fields: dict[str, set[Any]] = {}
+    condition_constants(cond, fields)
+    return len(fields) <= 1 or (isinstance(cond, AllOf) and all(separable(item) for item in cond.items))
+
+
+# ---------------------------------------------------------------------- derived states, for analysis
+def machine_constants(cfg: StateConfig) -> dict[str, set[float]]:
+    """Thresholds of the derived states, per raw signal: where feasibility can change."""
+    out: dict[str, set[float]] = {"speed": set()}
+    for t in (cfg.standstill_on, cfg.standstill_off):
+        out["speed"].update((t, -t))
+    for _, edge in cfg.bands[:-1]:
+        for t in (edge, edge - cfg.band_hysteresis):
+            out["speed"].update((t, -t))
+    for trig in cfg.triggers:
+        if not trig.values:
+            bucket = out.setdefault(trig.signal, set())
+            for t in (trig.on, trig.off):
+                bucket.update((t, -t) if trig.use_abs else (t,))
+    return out
+
+
+def can_fire(trig: Trigger) -> bool:
+    """Whether a workload trigger can ever be on: its signal can reach ``on``."""
+    if trig.values:
+        return True
+    spec = CANONICAL_SIGNALS[trig.signal]
+    low, high = spec.physical_range or (-math.inf, math.inf)
+    top = max(abs(low), abs(high)) if trig.use_abs else high
+    return bool(top >= trig.on)
+
+
+def trigger_status(cfg: StateConfig, signal: str, value: Any) -> tuple[bool, bool]:
+    """(some trigger on ``signal`` must be active, some trigger may be active) at ``value``."""
+    forced = possible = False
+    for trig in cfg.triggers:
+        if trig.signal != signal:
+            continue
+        if trig.values:
+            hit = value in trig.values
+            forced, possible = forced or hit, possible or hit
+        else:
+            x = abs(value) if trig.use_abs else value
+            forced = forced or x >= trig.on
+            possible = possible or x >= trig.off
+    return forced, possible
+
+
+def ds_gear_ok(ds: Any, gear: Any) -> bool:
+    """Whether driving state ``ds`` can go with ``gear`` (None: either unknown): parked in P only."""
+    if ds is None or gear is None:
+        return True
+    return bool((ds == "parked") == (gear == "P"))
+
+
+def ds_speed_ok(ds: Any, speed: Any, cfg: StateConfig) -> bool:
+    """Whether driving state ``ds`` can go with ``speed``, with the standstill hysteresis."""
+    if ds is None or ds == "parked" or speed is None:
+        return True
+    if ds == "stationary":
+        return bool(abs(speed) <= cfg.standstill_off)
+    return bool(abs(speed) > cfg.standstill_on)
+
+
+def band_ok(band: Any, speed: Any, cfg: StateConfig) -> bool:
+    """Whether speed band ``band`` can go with ``speed``, with the band hysteresis."""
+    if band is None or speed is None:
+        return True
+    names = [name for name, _ in cfg.bands]
+    i = names.index(band)
+    lower = cfg.bands[i - 1][1] - cfg.band_hysteresis if i else -math.inf
+    return bool(lower <= abs(speed) < cfg.bands[i][1])
