@@ -79,6 +79,9 @@ class MappedAppender:
         except BlockingIOError:
             os.close(self._fd)
             raise OSError(f"{path}: another process is writing this decision log") from None
+        except OSError:  # no locks on this file system: DecisionLog falls back to write()
+            os.close(self._fd)
+            raise
         self.size = _end_of_records(self._fd)
         self._map: mmap.mmap | None = None
         self._start = 0  # file offset of the mapping

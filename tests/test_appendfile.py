@@ -109,3 +109,20 @@ def test_fsync_and_rotation_with_either_writer(tmp_path: Path) -> None:
         assert sorted(p.name for p in tmp_path.glob(f"{kind}.*")) == [f"{kind}.jsonl", f"{kind}.jsonl.1"]
         assert all(p.stat().st_size <= 4000 for p in tmp_path.glob(f"{kind}.*"))
         assert json.loads(read_lines(path)[-1])["request"]["id"] == "r39"
+
+
+def test_a_file_that_cannot_be_mapped_falls_back_to_write(tmp_path: Path) -> None:
+    # A FIFO (a log consumer reading a pipe) cannot be mapped: the log writes to it instead.
+    fifo = tmp_path / "decisions.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        log = DecisionLog(fifo)
+        assert log.writer == "write"
+        engine = Engine.load(DEMO_VEHICLE, DEFAULT_POLICY, decision_log=log)
+        engine.decide(request(id="piped"))
+        engine.close()
+        record = json.loads(os.read(reader, 65536).decode())
+        assert record["request"]["id"] == "piped"
+    finally:
+        os.close(reader)
