@@ -13,7 +13,8 @@ from ..engine import Engine
 from ..errors import LogFormatError
 from ..replay import profile_channel
 from ..signing import load_public_keys
-from .inputs import ReplayPlayer, parse_bus_spec
+from .inputs import parse_bus_spec
+from .player import ReplayPlayer
 from .server import Service, ServiceConfig, log
 
 
@@ -52,8 +53,8 @@ def serve(args: argparse.Namespace) -> int:
 
     replay = None
     if args.replay:
-        # The player stands in for the car's bus, which in a car does not share the CPU: it runs
-        # at the input threads' priority so the simulation does not crowd out what it feeds.
+        # The player stands in for the car's bus, which in a car does not share the CPU: its
+        # process runs at the input's priority so the simulation does not crowd out what it feeds.
         replay = ReplayPlayer(
             args.replay, profile_channel(engine), args.speed, args.loop, on_log_error, nice=args.input_nice
         )

@@ -1,9 +1,9 @@
-"""CAN input of the service: a python-can bus read on its own thread, or a log replayed onto an
-in-process virtual bus.
+"""CAN input of the service: a python-can bus read on its own thread (``--bus``).
 
 The bus thread only feeds the engine and the live clock; it never touches a client socket, so
-no client can slow it down.  Both inputs end in the same :class:`BusReader`, so a replay goes
-through python-can exactly as a car's bus does.
+no client can slow it down.  A ``--replay`` (``safety.service.player``) is read on the event
+loop instead and ends in the same :meth:`BusReader.handle`, so a replay goes through
+python-can exactly as a car's bus does.
 """
 
 from __future__ import annotations
@@ -14,27 +14,17 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import can
 
 from ..engine import Engine
-from ..errors import LogFormatError
-from ..logs import read_log
 from .clock import LiveClock
 from .protocol import ServiceError
 
-# The replay's receive queue: bounded so memory is; a full queue blocks the player (python-can's
-# virtual bus never drops), so frames are delayed, never lost.
-REPLAY_QUEUE = 65536
 _RECV_TIMEOUT_S = 0.1  # how often the reader looks at its stop flag
-# The player sleeps once it is this far ahead of the log's schedule.  Between sleeps it holds
-# the GIL, and a request arriving meanwhile waits: 0.3 ms is about 3 frames of a saturated
-# 1 Mbit/s bus (some 30 µs of work); sleeping only when a millisecond ahead made bursts 3x longer.
-_PACE_S = 0.0003
 
 
 @dataclass(frozen=True)
@@ -100,31 +90,6 @@ def open_bus(spec: BusSpec, engine: Engine) -> can.BusABC:
     except Exception as exc:  # python-can raises many kinds here; all mean "cannot open"
         raise ServiceError(f"cannot open the CAN bus {spec}: {type(exc).__name__}: {exc}", code="bus-open") from exc
     return bus
-
-
-class _PlayedMessage(can.Message):
-    """The player's frame.  python-can's virtual bus deep-copies every frame it sends (once per
-    receiver), and can.Message's generic ``__deepcopy__`` is most of a send's cost (about 7 µs
-    here).  This makes the same independent ``can.Message`` field by field in about 1 µs: less
-    time holding the GIL on the bus side, so less waiting on the socket side."""
-
-    __slots__ = ()
-
-    def __deepcopy__(self, memo: Any) -> can.Message:
-        copy = can.Message.__new__(can.Message)
-        copy.timestamp = self.timestamp
-        copy.arbitration_id = self.arbitration_id
-        copy.is_extended_id = self.is_extended_id
-        copy.is_remote_frame = self.is_remote_frame
-        copy.is_error_frame = self.is_error_frame
-        copy.channel = self.channel
-        copy.dlc = self.dlc
-        copy.data = bytearray(self.data)
-        copy.is_fd = self.is_fd
-        copy.is_rx = self.is_rx
-        copy.bitrate_switch = self.bitrate_switch
-        copy.error_state_indicator = self.error_state_indicator
-        return copy
 
 
 class LagEstimator:
@@ -212,8 +177,7 @@ class BusReader:
 
     def _run(self) -> None:
         lower_priority(self.nice)
-        bus, on_frame, mark, stop, lag = self.bus, self.engine.on_frame, self.clock.mark, self._stop, self.lag
-        sent_at = self.sent_at
+        bus, stop = self.bus, self._stop
         monotonic = time.monotonic
         backoff = 0.01
         while not stop.is_set():
@@ -228,133 +192,25 @@ class BusReader:
             backoff = 0.01
             if msg is None:
                 continue
-            arrived = monotonic()
-            if msg.is_error_frame:
-                self.error_frames += 1
-            on_frame(msg)
-            if sent_at is None:
-                late = lag.observe(msg.timestamp, arrived)
-            else:
-                late = arrived - sent_at.popleft() if sent_at else 0.0
-            self.last_lag = late
-            if late > self.max_lag:
-                self.max_lag = late
-            mark(msg.timestamp, arrived - late)
-            self.frames += 1
+            self.handle(msg, monotonic())
+
+    def handle(self, msg: can.Message, arrived: float) -> None:
+        """One frame read at ``arrived`` (monotonic): into the engine, and the clock anchored on it."""
+        if msg.is_error_frame:
+            self.error_frames += 1
+        self.engine.on_frame(msg)
+        sent_at = self.sent_at
+        if sent_at is None:
+            late = self.lag.observe(msg.timestamp, arrived)
+        else:
+            late = arrived - sent_at.popleft() if sent_at else 0.0
+        self.last_lag = late
+        if late > self.max_lag:
+            self.max_lag = late
+        self.clock.mark(msg.timestamp, arrived - late)
+        self.frames += 1
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
         self.bus.shutdown()
-
-
-class ReplayPlayer:
-    """Plays a log onto an in-process virtual bus from a thread, paced by its timestamps.
-
-    ``speed`` 1 is real time, 20 twenty times faster, 0 as fast as possible.  With ``loop``
-    the log starts over, its timestamps shifted by the log's length plus one mean frame gap so
-    time keeps increasing and the engine sees one long drive.  Frames on other channels than
-    the profile's, error and remote frames are skipped, as in ``drivegate replay --virtual``.
-    """
-
-    def __init__(
-        self,
-        log: str | Path,
-        channel: str | None,
-        speed: float = 1.0,
-        loop: bool = False,
-        on_log_error: Callable[[LogFormatError], None] | None = None,
-        nice: int = 0,
-    ) -> None:
-        self.log = log
-        self.nice = nice
-        self.channel = channel
-        self.speed = speed
-        self.loop = loop
-        self.on_log_error = on_log_error
-        # The virtual bus carries the profile's channel name, as in the car (the virtual bus
-        # stamps it on every frame, and a profile may insist on it).
-        self.bus_name = channel or "drivegate-replay"
-        self.tx = can.Bus(interface="virtual", channel=self.bus_name, preserve_timestamps=True)
-        # The receiving side, for a BusReader.
-        self.rx = can.Bus(interface="virtual", channel=self.bus_name, rx_queue_size=REPLAY_QUEUE)
-        self.frames_sent = 0
-        # When each frame went onto the bus, in bus order: the reader's exact lag (BusReader).
-        self.sent_at: deque[float] = deque()
-        self.skipped = 0
-        self.passes = 0  # completed passes over the log
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._play, name="drivegate-replay", daemon=True)
-        # Fail before the server listens when the log cannot be opened at all.
-        read_log(log, on_error=self._log_error)
-
-    def _log_error(self, error: LogFormatError) -> None:
-        if self.on_log_error is not None:
-            self.on_log_error(error)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def backlog(self) -> int:
-        """Frames sent and not yet read by the engine's thread."""
-        queue = getattr(self.rx, "queue", None)  # python-can's VirtualBus keeps its receive queue here
-        return 0 if queue is None else int(queue.qsize())
-
-    def _play(self) -> None:
-        lower_priority(self.nice)
-        try:
-            offset = 0.0
-            origin: tuple[float, float] | None = None
-            msg = _PlayedMessage(is_extended_id=False, check=False)
-            while not self._cancel.is_set():
-                first = last = None
-                count = 0
-                for frame in read_log(self.log, on_error=self._log_error):
-                    if self._cancel.is_set():
-                        return
-                    if (
-                        frame.is_error_frame
-                        or frame.is_remote_frame
-                        or (self.channel is not None and frame.channel is not None and frame.channel != self.channel)
-                    ):
-                        self.skipped += 1
-                        continue
-                    t = frame.timestamp + offset
-                    if first is None:
-                        first = frame.timestamp
-                    last = frame.timestamp
-                    count += 1
-                    if self.speed > 0:
-                        # Pacing reads the wall clock: this is the car, not the engine.
-                        if origin is None:
-                            origin = (t, time.monotonic())
-                        delay = origin[1] + (t - origin[0]) / self.speed - time.monotonic()
-                        if delay > _PACE_S:
-                            time.sleep(delay)
-                    # One message object for every frame: the virtual bus sends a copy.
-                    msg.timestamp = t
-                    msg.arbitration_id = frame.arbitration_id
-                    msg.is_extended_id = frame.is_extended_id
-                    msg.data = bytearray(frame.data)
-                    msg.dlc = len(frame.data)
-                    msg.is_fd = len(frame.data) > 8
-                    self.sent_at.append(time.monotonic())  # before send: the reader may take it at once
-                    self.tx.send(msg)
-                    self.frames_sent += 1
-                self.passes += 1
-                if not self.loop or first is None or last is None:
-                    return
-                gap = (last - first) / (count - 1) if count > 1 else 0.01
-                offset += last - first + gap
-        except BaseException as exc:  # reported in status; the bus falls silent and decisions fail closed
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def stop(self) -> None:
-        self._cancel.set()
-        if self._thread.ident is not None:  # started
-            self._thread.join(timeout=2)
-        self.tx.shutdown()

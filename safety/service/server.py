@@ -1,4 +1,5 @@
-"""The decision service: one asyncio loop for every socket, the CAN input on its own thread.
+"""The decision service: one asyncio loop for every socket; a CAN bus read on its own thread,
+a ``--replay`` read on the loop from its player process (``safety.service.player``).
 
 Requests are answered inline on the loop (``Engine.decide`` takes microseconds; a hop to a
 worker thread would cost more than the decision).  Nothing a client does can block the loop
@@ -30,8 +31,9 @@ from ..engine import Engine
 from ..errors import DriveGateError
 from .clock import LiveClock
 from .events import Watcher
-from .inputs import BusReader, BusSpec, ReplayPlayer, open_bus
+from .inputs import BusReader, BusSpec, open_bus
 from .peers import bind_unix, peer_groups, peercred
+from .player import ReplayPlayer
 from .protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -357,7 +359,7 @@ class Service:
                 "frames_sent": replay.frames_sent,
                 "passes": replay.passes,
                 "done": replay.done.is_set(),
-                "backlog": replay.backlog(),  # sent, not yet read by the engine's thread
+                "backlog": replay.backlog(),  # sent onto the virtual bus, not yet read
                 "log_errors": self.log_errors,
                 "error": None if replay.error is None else repr(replay.error),
             }
@@ -497,11 +499,10 @@ class Service:
 
     def _start_input(self) -> None:
         if self.replay is not None:
-            self.reader = BusReader(
-                self.replay.rx, self.engine, self.clock, sent_at=self.replay.sent_at, nice=self.config.input_nice
-            )
-            self.reader.start()
-            self.replay.start()
+            # Read on this loop, not on a thread (see safety.service.player); the reader's
+            # thread is never started, only its per-frame handling used.
+            self.reader = BusReader(self.replay.rx, self.engine, self.clock, sent_at=self.replay.sent_at)
+            self.replay.start(asyncio.get_running_loop(), self.reader.handle)
             log(f"replaying {self.replay.log} at {self.replay.speed:g}x{' (looping)' if self.replay.loop else ''}")
         elif self.bus_spec is not None:
             bus = open_bus(self.bus_spec, self.engine)
@@ -513,10 +514,8 @@ class Service:
 
     def _stop_input(self) -> None:
         if self.replay is not None:
-            self.replay.stop()
-            if self.reader is None:  # never started: its receiving bus is still open
-                self.replay.rx.shutdown()
-        if self.reader is not None:
+            self.replay.stop()  # the player and both sides of its virtual bus
+        elif self.reader is not None:
             self.reader.stop()
 
     async def _drain(self) -> None:
