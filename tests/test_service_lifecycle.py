@@ -226,6 +226,35 @@ def test_tcp_on_loopback_and_a_python_can_bus(sockdir: Path) -> None:
     assert server.stop() == 0
 
 
+def test_flat_out_replay_of_a_log_with_a_bad_line(sockdir: Path, looping_log: Path) -> None:
+    # The player process reports the bad line, plays every other frame, and the end of the log
+    # is a silence: decisions fail closed.
+    lines = looping_log.read_text().splitlines(keepends=True)[:200]
+    log = sockdir / "bad.log"
+    log.write_text("".join(lines[:50]) + "garbage line here\n" + "".join(lines[50:]))
+    server = Server(sockdir, "--replay", str(log), "--speed", "0")
+    server.wait_ready()
+    client = Client(server.socket, timeout=0.5)
+    deadline = time.monotonic() + 20
+    while not (status := client.status())["replay"]["done"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status["replay"] == {
+        "frames_sent": 200,
+        "passes": 1,
+        "done": True,
+        "backlog": 0,
+        "log_errors": 1,
+        "error": None,
+    }
+    assert status["frames_total"] == 200
+    server.wait_log(f"replay: {log}:51: log-format: bad timestamp: found 'garbage'")
+    time.sleep(0.6)  # past every signal's max_age_ms
+    assert client.decide(VIDEO).outcome is Outcome.DENY
+    assert set(client.status()["stale_signals"]) >= {"speed", "gear"}
+    assert server.stop() == 0
+
+
 def test_unusable_arguments_exit_2(sockdir: Path) -> None:
     bad_bus = Server(sockdir, "--bus", "no-colon-here", name="a.sock")
     bad_log = Server(sockdir, "--replay", str(sockdir / "missing.log"), name="b.sock")
