@@ -35,6 +35,10 @@ _PAGE = mmap.PAGESIZE
 _POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23) if sys.platform.startswith("linux") else None
 
 
+class LogInUseError(OSError):
+    """Another process holds the mapped log open (one writer per mapped file)."""
+
+
 class Appender(Protocol):
     """Where decision records go: ``size`` bytes so far; ``append`` one whole record."""
 
@@ -78,7 +82,7 @@ class MappedAppender:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
-            raise OSError(f"{path}: another process is writing this decision log") from None
+            raise LogInUseError(f"{path}: another process is writing this decision log") from None
         except OSError:  # no locks on this file system: DecisionLog falls back to write()
             os.close(self._fd)
             raise

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
-from .appendfile import Appender, MappedAppender, WriteAppender
+from .appendfile import Appender, LogInUseError, MappedAppender, WriteAppender
 from .decision import Decision
 
 RECORD_VERSION = 1
@@ -65,10 +65,10 @@ class DecisionLog:
         if self.writer == "mmap":
             try:
                 return MappedAppender(self.path, fsync=self.fsync, truncate=truncate)
-            except OSError as exc:
-                if "another process" in str(exc):
-                    raise
-                self.writer = "write"  # a file system without shared writable mappings
+            except LogInUseError:
+                raise
+            except OSError:
+                self.writer = "write"  # a file system without shared writable mappings or locks
         return WriteAppender(self.path, fsync=self.fsync, truncate=truncate)
 
     def write(

@@ -84,9 +84,10 @@ def lint_file(
     report.findings = list(report.analysis.findings)
     if vehicle is not None:
         report.findings += vehicle_findings(policy, vehicle)
-    skip = set(ignore) | (set(policy.doc.lint_ignore) if use_policy_ignore else set())
-    kept = [f for f in report.findings if f.severity == "error" or f.code not in skip]
-    report.ignored = [f for f in report.findings if f.severity != "error" and f.code in skip]
+    # Only what may be ignored: errors, wrong declarations and an incomplete analysis are always told.
+    skip = (set(ignore) | (set(policy.doc.lint_ignore) if use_policy_ignore else set())) & set(LINT_IGNORABLE)
+    kept = [f for f in report.findings if f.code not in skip]
+    report.ignored = [f for f in report.findings if f.code in skip]
     report.findings = kept
     report.seconds = time.perf_counter() - start
     return report

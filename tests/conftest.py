@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +101,17 @@ def request(**fields: Any) -> dict[str, Any]:
     }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not None}
+
+
+def killed_after(script: str) -> None:
+    """Run Python ``script`` (which prints "ready" when done, then waits) and SIGKILL it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script + "print('ready', flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, request
+from conftest import DEFAULT_POLICY, DEMO_VEHICLE, killed_after, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,15 +61,8 @@ def test_a_killed_writer_loses_nothing_and_the_next_open_trims_the_padding(tmp_p
         "for i in range(1000):\n"
         "    f.append(b'record %d\\n' % i)\n"
         "f.append(b'cut short')\n"  # as if killed in the middle of copying a record
-        "print('ready', flush=True)\n"
-        "sys.stdin.read()\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True
-    )
-    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    killed_after(script)
     assert path.stat().st_size == WINDOW_BYTES  # still padded: nobody closed it
     assert read_lines(path)[-2:] == ["record 999", "cut short"]
     file = MappedAppender(str(path))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, SPEED_BANDS_POLICY, DemoCar, request
+from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, SPEED_BANDS_POLICY, DemoCar, killed_after, request
 
 from safety import Engine, LoadError, Outcome
 from safety.decisionlog import DecisionLog, read_lines
@@ -131,15 +129,8 @@ def test_nothing_written_is_lost_when_the_process_dies(tmp_path: Path) -> None:
         "for i in range(50):\n"
         "    e.decide({'id': f'r{i}', 'kind': 'notification', 'category': 'message', 'modality': 'voice',"
         " 'content': 'text', 'priority': 'normal'})\n"
-        "print('ready', flush=True)\n"
-        "sys.stdin.read()\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True
-    )
-    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    killed_after(script)
     records = [json.loads(line) for line in read_lines(path)]
     assert [r["request"]["id"] for r in records] == [f"r{i}" for i in range(50)]
 
