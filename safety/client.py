@@ -43,6 +43,8 @@ BACKOFF_MAX_S = 0.5
 # A subscriber that hears nothing (not even a heartbeat, sent every second) this long assumes
 # the service is gone.
 SUBSCRIBE_SILENCE_S = 3.0
+# How long Client polls for a reply before it sleeps in recv (see _Spin).
+DEFAULT_SPIN_S = 0.0002
 
 Address = str | os.PathLike[str] | tuple[str, int]
 
@@ -225,6 +227,42 @@ class _ClientBase:
         self._retry_at = time.monotonic() + self._delay
 
 
+class _Spin:
+    """How long :class:`Client` polls for a reply before it sleeps in ``recv``, call by call.
+
+    Why poll: a blocking ``recv`` puts the thread to sleep, and waking it when the reply lands
+    costs a scheduler round trip -- on a VM, where an idle vCPU halts, 40-100 µs, more than the
+    service takes to decide.  Polling (non-blocking ``recv`` and ``sched_yield`` in turn, so
+    anything else runnable on this CPU runs first) keeps the CPU awake for a reply that is
+    microseconds away; measured under a saturated replay, it halves the median round trip and
+    takes 100 µs off the p99 (README, "Measured figures").  Adaptive, as glibc's adaptive
+    mutexes are: when replies stop arriving within ``seconds`` (a loaded service, many clients
+    sharing the CPUs), polling would only burn CPU the service needs, so it stops; one call in
+    ``PROBE_EVERY`` still polls, to notice when replies are quick again.
+    """
+
+    __slots__ = ("calls", "hit_rate", "seconds")
+
+    PROBE_EVERY = 32
+    WEIGHT = 0.125  # of the latest call in the hit rate (an exponential moving average)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.hit_rate = 1.0  # the share of recent polled calls whose reply came within `seconds`
+        self.calls = 0
+
+    def budget(self) -> float:
+        """Seconds to poll for this call's reply (0: sleep in recv at once)."""
+        self.calls += 1
+        if self.seconds and (self.hit_rate >= 0.5 or self.calls % self.PROBE_EVERY == 0):
+            return self.seconds
+        return 0.0
+
+    def outcome(self, *, hit: bool) -> None:
+        """A polled call's reply came within its budget (``hit``) or after it."""
+        self.hit_rate += self.WEIGHT * ((1.0 if hit else 0.0) - self.hit_rate)
+
+
 def _connect(address: Address, timeout: float) -> socket.socket:
     if isinstance(address, tuple):
         sock = socket.create_connection(address, timeout=timeout)
@@ -242,10 +280,26 @@ def _connect(address: Address, timeout: float) -> socket.socket:
 
 class Client(_ClientBase):
     """A blocking client; one connection, reused, reopened after a failure.  Thread-safe (calls
-    are serialised)."""
+    are serialised).
 
-    def __init__(self, path: Address, timeout: float = 0.05, fallback: Fallback | None = None) -> None:
+    ``spin`` (seconds, default 200 µs) is how long a call polls for its reply before it sleeps
+    in ``recv``: a quick reply is read without waiting for the scheduler to wake the thread.
+    Adaptive: it stops polling while replies take longer (see ``_Spin``); 0 never polls.
+    """
+
+    def __init__(
+        self,
+        path: Address,
+        timeout: float = 0.05,
+        fallback: Fallback | None = None,
+        *,
+        spin: float = DEFAULT_SPIN_S,
+    ) -> None:
         super().__init__(path, timeout, fallback)
+        if not spin >= 0.0:
+            raise ValueError(f"spin must be 0 or more seconds, not {spin}")
+        self.spin = spin
+        self._spin = _Spin(spin)
         self._sock: socket.socket | None = None
         self._buffer = b""
         self._lock = threading.Lock()
@@ -306,17 +360,32 @@ class Client(_ClientBase):
             self._raise_pending_error(sock)
             raise
         buffer = self._buffer
+        spin = self._spin.budget()
+        spin_until = min(time.monotonic() + spin, deadline) if spin else 0.0
         while True:
             end = buffer.find(b"\n")
             if end >= 0:
                 line, self._buffer = buffer[:end], buffer[end + 1 :]
+                if spin:
+                    self._spin.outcome(hit=spin_until > 0.0)
                 return _check_response(line, request_id)
-            if buffer:  # a partial line: the next recv gets only what is left of the deadline
-                self._set_kernel_timeout(sock, deadline - time.monotonic(), exact=True)
-            try:
-                chunk = sock.recv(65536)
-            except BlockingIOError:  # SO_RCVTIMEO ran out
-                raise TimeoutError("no answer within the timeout") from None
+            if spin_until:
+                try:
+                    chunk = sock.recv(65536, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    if time.monotonic() >= spin_until:
+                        spin_until = 0.0  # the spin ran out: sleep in recv, for what is left
+                        self._set_kernel_timeout(sock, deadline - time.monotonic())
+                    else:
+                        os.sched_yield()  # anything else runnable here runs first
+                    continue
+            else:
+                if buffer:  # a partial line: the next recv gets only what is left of the deadline
+                    self._set_kernel_timeout(sock, deadline - time.monotonic(), exact=True)
+                try:
+                    chunk = sock.recv(65536)
+                except BlockingIOError:  # SO_RCVTIMEO ran out
+                    raise TimeoutError("no answer within the timeout") from None
             if not chunk:
                 raise ConnectionError(_CLOSED)
             buffer += chunk

@@ -65,10 +65,18 @@ def kill_leftovers() -> None:
 class Server:
     """A ``drivegate serve`` subprocess; stderr goes to a file the test can read."""
 
-    def __init__(self, directory: Path, *args: str, policy: Path = DEFAULT_POLICY, name: str = "dg.sock") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *args: str,
+        policy: Path = DEFAULT_POLICY,
+        name: str = "dg.sock",
+        prefix: tuple[str, ...] = (),  # a command that runs the server (chrt, taskset, ...)
+    ) -> None:
         self.socket = directory / name
         self.stderr_path = directory / f"{name}.err"
         self.args = [
+            *prefix,
             sys.executable,
             "-m",
             "safety.cli",
@@ -372,10 +380,16 @@ def test_state_and_status(drive: Drive) -> None:
     assert set(state["values"]) >= {"speed", "gear", "steering_angle", "driving_state", "workload"}
     assert state["driving_state"] in (None, "parked", "stationary", "moving")
     status = client.status()
+    deadline = time.monotonic() + 10
+    while status["frames_total"] == 0 and time.monotonic() < deadline:  # run alone: the replay is starting
+        time.sleep(0.05)
+        status = client.status()
     assert status["input"] == "replay" and status["policy_name"] == "default"
     assert status["frames_total"] > 0 and status["uptime_s"] > 0
     for key in ("policy_hash", "frames_per_s", "stale_signals", "bus_errors", "clients", "replay"):
         assert key in status
+    # The loop polled for this client's next request (after state) rather than sleeping at once.
+    assert status["poll_us"] == 200.0 and status["idle_polls"] >= 1
 
 
 def test_decisions_and_events_follow_the_drive_then_fail_closed_when_it_ends(drive: Drive) -> None:

@@ -259,9 +259,11 @@ def test_unusable_arguments_exit_2(sockdir: Path) -> None:
     bad_bus = Server(sockdir, "--bus", "no-colon-here", name="a.sock")
     bad_log = Server(sockdir, "--replay", str(sockdir / "missing.log"), name="b.sock")
     bad_speed = Server(sockdir, "--speed", "3", name="c.sock")
+    bad_poll = Server(sockdir, "--poll-us", "-5", name="e.sock")
     assert bad_bus.proc.wait(timeout=30) == 2 and "expected INTERFACE:CHANNEL" in bad_bus.stderr
     assert bad_log.proc.wait(timeout=30) == 2 and "missing.log" in bad_log.stderr
     assert bad_speed.proc.wait(timeout=30) == 2 and "--speed and --loop go with --replay" in bad_speed.stderr
+    assert bad_poll.proc.wait(timeout=30) == 2 and "--poll-us must be 0..10000" in bad_poll.stderr
 
     no_bus = Server(sockdir, "--bus", "socketcan:nope0", name="d.sock")  # no such interface here
     assert no_bus.proc.wait(timeout=30) == 2 and "cannot open the CAN bus socketcan:nope0" in no_bus.stderr
@@ -271,3 +273,25 @@ def test_unusable_arguments_exit_2(sockdir: Path) -> None:
     taken = Server(sockdir, name="taken.sock")
     assert taken.proc.wait(timeout=30) == 2 and "not a socket" in taken.stderr
     assert (sockdir / "taken.sock").read_text() == "not a socket"  # left alone
+
+
+def test_poll_us_0_and_a_real_time_policy_never_poll(sockdir: Path) -> None:
+    server = Server(sockdir, "--poll-us", "0")
+    server.wait_ready()
+    client = Client(server.socket, timeout=0.5)
+    assert all(client.decide(VIDEO).rules != FALLBACK for _ in range(20))
+    status = client.status()
+    assert (status["poll_us"], status["idle_polls"]) == (0.0, 0)
+    assert server.stop() == 0
+
+    chrt = shutil.which("chrt")
+    if chrt is None or subprocess.run([chrt, "-f", "1", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no permission to run under SCHED_FIFO here")
+    realtime = Server(sockdir, name="rt.sock", prefix=(chrt, "-f", "1"))
+    realtime.wait_ready()
+    client = Client(realtime.socket, timeout=0.5)
+    assert all(client.decide(VIDEO).rules != FALLBACK for _ in range(20))
+    status = client.status()
+    assert (status["poll_us"], status["idle_polls"]) == (0.0, 0)
+    assert "not polling for requests (--poll-us) under the real-time policy SCHED_FIFO" in realtime.stderr
+    assert realtime.stop() == 0

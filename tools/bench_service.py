@@ -13,10 +13,12 @@ that has been running.  Clients are separate processes using ``safety.client.Cli
 client library, over the Unix socket); each call is timed alone with ``perf_counter_ns``:
 
 1. one client, sequential decides, in ``--rounds`` rounds: p50 / p99 / p99.9 over all calls,
-   and the spread of the per-round p99.  Interleaved round by round with the same process's
-   raw socket loop against the server (a prepared line, sendall, recv: the client library's
-   share) and against a bare asyncio echo server (the machine's own floor for any Python
-   server), so all three see the same state of a shared, drifting machine;
+   and the spread of the per-round p99.  Interleaved round by round with the same library
+   client without its reply spin (``spin=0``: what the spin saves), the same process's raw
+   socket loop against the server (a prepared line, sendall, a blocking recv) and against a
+   bare asyncio echo server (a Python server that sleeps whenever idle), so all four see the
+   same state of a shared, drifting machine.  The server polls after client activity
+   (``--poll-us``, default 200 µs); ``--poll-us 0`` measures it sleeping instead;
 2. 16 clients at once, each sequential: p50 / p99 and total decisions per second;
 3. frames dropped: frames the player sent onto the virtual bus minus frames the engine saw,
    from ``status`` once the replay has ended (must be 0);
@@ -49,7 +51,7 @@ from typing import Any, NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout, installed or not
 
-from safety.client import Client  # noqa: E402
+from safety.client import DEFAULT_SPIN_S, Client  # noqa: E402
 from safety.drive import drive_duration  # noqa: E402
 from safety.replay import BUILTIN_PROBES  # noqa: E402
 
@@ -91,7 +93,12 @@ class Raw:
         return self
 clients = {}
 for mode in modes:
-    clients[mode] = Client(path, timeout=1.0) if mode == "client" else Raw(path if mode == "raw" else echo_path)
+    if mode == "client":
+        clients[mode] = Client(path, timeout=1.0)
+    elif mode == "client-nospin":
+        clients[mode] = Client(path, timeout=1.0, spin=0.0)
+    else:
+        clients[mode] = Raw(path if mode == "raw" else echo_path)
     for i in range(500):  # connect and warm up
         clients[mode].decide(requests[i % n])
 while time.time() < start:
@@ -254,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="rounds of the single client")
     parser.add_argument("--clients", type=int, default=16, help="concurrent client processes")
     parser.add_argument("--seconds", type=float, default=6.0, help="how long the concurrent clients run")
+    parser.add_argument(
+        "--poll-us", type=float, default=None, help="the server's --poll-us (default: the server's default)"
+    )
     args = parser.parse_args(argv)
     warmup_frames = DRIVE_FRAMES  # one pass of the drive: every state cell seen once
     if args.quick:  # CI smoke size: checks the tool works, its figures mean little
@@ -265,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     # Replay long enough for every phase (generous: clients take a while to start).
     # Replay long enough for every phase, client start-ups included (checked: the bus must still
     # be playing when the last phase ends).
-    phases_s = 3 * 2.5 + 3 * args.rounds * (args.single / 4000 + 0.15) + args.seconds
+    phases_s = 3 * 2.5 + 4 * args.rounds * (args.single / 4000 + 0.15) + args.seconds
     replay_s = 3.0 + warmup + 3.0 + phases_s + (0.0 if args.quick else 10.0)
     with tempfile.TemporaryDirectory(prefix="dg-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -294,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{speed:.4f}",
                 "--rate-limit",
                 "0",
+                *(["--poll-us", f"{args.poll_us:g}"] if args.poll_us is not None else []),
             ],
             cwd=ROOT,
             stderr=subprocess.DEVNULL,
@@ -335,7 +346,7 @@ def measure(
     echo_path = tmpdir / "echo.sock"
     echo_server = start_echo(echo_path)
     try:
-        modes = ("client", "raw", "echo")
+        modes = ("client", "client-nospin", "raw", "echo")
         rounds, single_fallbacks = run_clients(
             socket_path, 1, count=args.single, rounds=len(modes) * args.rounds, modes=modes, echo=echo_path
         )
@@ -345,6 +356,7 @@ def measure(
     # The server's CPU in the library client's rounds, averaged (not the pauses between rounds).
     single_cpu = statistics.mean(sampler.percent([r.window]) for r in rounds if r.mode == "client")
     single, raw, echo = pooled(rounds, "client"), pooled(rounds, "raw"), pooled(rounds, "echo")
+    nospin = pooled(rounds, "client-nospin")
     round_p99 = [percentile(sorted(r.lat), 0.99) for r in rounds if r.mode == "client"]
     single_rate = len(single) / (sum(single) / 1e9)
 
@@ -381,6 +393,11 @@ def measure(
     p99 = percentile(single, 0.99)
     rows = [
         (
+            "settings",
+            f"server --poll-us {'default' if args.poll_us is None else f'{args.poll_us:g}'}; "
+            f"client spin {DEFAULT_SPIN_S * 1e6:g} µs (adaptive)",
+        ),
+        (
             "bus replayed (1 Mbit/s saturated)",
             f"{args.rate:,.0f} frames/s target ({speed:.1f}x the demo drive); {fps:,.0f} measured",
         ),
@@ -394,6 +411,10 @@ def measure(
             f"{statistics.median(round_p99):.0f} µs, {min(round_p99):.0f}–{max(round_p99):.0f} µs",
         ),
         ("1 client: decisions/s (sequential)", f"{single_rate:,.0f}"),
+        (
+            "1 client without the reply spin (spin=0), same rounds interleaved: p50 / p99",
+            f"{percentile(nospin, 0.5):.0f} / {percentile(nospin, 0.99):.0f} µs",
+        ),
         (
             "1 raw client (prepared line, sendall, recv), same rounds interleaved: p50 / p99",
             f"{percentile(raw, 0.5):.0f} / {percentile(raw, 0.99):.0f} µs",

@@ -90,6 +90,14 @@ def register(sub: Any) -> None:
         help="lower the CAN input threads' CPU priority by N (0..19, default 15) so decisions get the CPU first; "
         "input read late is detected and fails closed",
     )
+    parser.add_argument(
+        "--poll-us",
+        type=float,
+        default=200.0,
+        metavar="US",
+        help="after a client sends, poll this many microseconds for its next request before sleeping "
+        "(0..10000, default 200; 0 = never poll, for the least CPU): saves the wake-up of the loop",
+    )
     parser.set_defaults(run=run)
 
 

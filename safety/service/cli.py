@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from ..replay import profile_channel
 from ..signing import load_public_keys
 from .inputs import parse_bus_spec
 from .player import ReplayPlayer
-from .server import Service, ServiceConfig, log
+from .server import Service, ServiceConfig, log, run_service
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -41,6 +40,7 @@ def serve(args: argparse.Namespace) -> int:
         rate=args.rate_limit,
         burst=args.burst,
         input_nice=args.input_nice,
+        poll_s=args.poll_us / 1e6,
     )
     if args.tcp_port is not None and (config.allow_uids or config.allow_gids):
         log("warning: TCP peers carry no credentials; with --allow-uid/--allow-gid every TCP client is refused")
@@ -65,7 +65,7 @@ def serve(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     service = Service(engine, config, bus=bus, replay=replay)
-    return asyncio.run(service.run())
+    return run_service(service)
 
 
 def _check_args(args: argparse.Namespace) -> str | None:
@@ -77,6 +77,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--tcp-port must be 0..65535"
     if not 0 <= args.input_nice <= 19:
         return "--input-nice must be 0..19"
+    if not 0 <= args.poll_us <= 10_000:
+        return "--poll-us must be 0..10000"
     if args.rate_limit < 0 or args.burst < 1:
         return "--rate-limit must be >= 0 and --burst >= 1"
     return None

@@ -34,6 +34,7 @@ from .events import Watcher
 from .inputs import BusReader, BusSpec, open_bus
 from .peers import bind_unix, peer_groups, peercred
 from .player import ReplayPlayer
+from .poller import PollingSelector, realtime_policy
 from .protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -71,6 +72,9 @@ class ServiceConfig:
     # head unit the decision path gets the CPU first; input read late is detected and ages the
     # state (BusReader), so a starved reader fails closed rather than serving old frames.
     input_nice: int = 15
+    # After a client's bytes, the loop polls this long for its next request before sleeping
+    # (safety.service.poller); 0 = always sleep.
+    poll_s: float = 0.0002
 
 
 @dataclass
@@ -144,6 +148,9 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        poller = self.service.poller
+        if poller is not None:
+            poller.client_active()
         buffer = self.buffer
         buffer += data
         start = 0
@@ -220,6 +227,7 @@ class Service:
         self.started = time.monotonic()
         self.log_errors = 0
         self.servers: list[asyncio.AbstractServer] = []
+        self.poller: PollingSelector | None = None  # set by run_service
         self._socket_inode: tuple[int, int] | None = None
         self._stop: asyncio.Event | None = None
         self._reloading: asyncio.Lock | None = None
@@ -353,6 +361,8 @@ class Service:
             "dropped": self.counters.dropped,
             "deferred_pending": counters["deferred_pending"],
             "decision_log_errors": counters["decision_log_errors"],
+            "poll_us": 0.0 if self.poller is None else round(self.poller.poll_s * 1e6, 1),
+            "idle_polls": 0 if self.poller is None else self.poller.polls,
         }
         if replay is not None:
             status["replay"] = {
@@ -544,3 +554,17 @@ class Service:
             st = os.stat(path)
             if (st.st_dev, st.st_ino) == self._socket_inode:
                 path.unlink()
+
+
+def run_service(service: Service) -> int:
+    """Run ``service`` on a new event loop whose selector polls after client activity
+    (``ServiceConfig.poll_s``, see :mod:`safety.service.poller`); the exit code."""
+    poll_s = service.config.poll_s
+    realtime = realtime_policy()
+    if poll_s and realtime is not None:
+        log(f"not polling for requests (--poll-us) under the real-time policy {realtime}")
+        poll_s = 0.0
+    selector = PollingSelector(poll_s)
+    service.poller = selector
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
+        return runner.run(service.run())
