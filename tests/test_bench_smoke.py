@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_quick_runs_and_reports_p99_and_ratio() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick"],
+        [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--no-service"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,5 @@
-"""Smoke test of ``tools/bench_service.py --quick``: it runs end to end and its sanity checks pass.
+"""Smoke test of ``tools/bench.py --quick --service-only`` (``tools/bench_service.py``): it runs
+end to end and its sanity checks pass.
 
 No timing is asserted (the machine is shared and noisy; the bench is for people to read): only
 that every figure is reported, no decision fell back, and no frame was dropped.
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_service_quick_runs_and_reports_every_figure() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "bench_service.py"), "--quick"],
+        [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--service-only"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -4,6 +4,8 @@
     python tools/bench.py                      # 1,000,000-frame replay, 200,000 decides
     python tools/bench.py --frames 200000      # a smaller log
     python tools/bench.py --quick              # CI smoke size: 50,000 frames, 20,000 decides
+    python tools/bench.py --no-service         # the engine only (1 and 2 below)
+    python tools/bench.py --service-only       # the decision service only (4 below)
 
 Everything comes from one run in one process, because the machine it runs on is shared and noisy:
 each figure is the median of several repeats, and the replay ratio compares runs interleaved
@@ -20,6 +22,9 @@ round by round (ours, then the baseline), so drifting background load hits both 
    ``cantools`` ``decode_message`` for decoding, then the same ``VehicleState`` and ``Evaluator``.
    Both must decode the same frames and write the same timeline (checked before timing).
 3. A Markdown table of every figure, with the machine, to paste into the README.
+4. The decision service (``tools/bench_service.py``, also runnable alone): a ``drivegate serve``
+   process replaying a saturated 1 Mbit/s bus through the virtual bus, 1 and 16 client processes:
+   round trips, decisions per second, frames dropped, server CPU, with its own table.
 
 Numbers depend on the machine; nothing here asserts a timing.  The exit status is 1 only when a
 sanity check fails (frame counts or timelines disagree, a decision failed).
@@ -603,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeats of each measurement; medians are reported (default 5; --quick: 3)",
     )
     parser.add_argument("--quick", action="store_true", help="a small run for CI smoke tests")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--no-service", action="store_true", help="skip the decision service benchmark")
+    parts.add_argument("--service-only", action="store_true", help="only the decision service benchmark")
     return parser
 
 
@@ -618,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, flush=True)
 
+    if args.service_only:
+        return bench_service(args.quick)
     info = machine()
     log("DriveGate benchmark" + (" (quick)" if args.quick else ""))
     for key, value in info.items():
@@ -684,7 +694,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems.append(f"decide() failed: {failed}")
     for problem in problems:
         print(f"bench.py: sanity check failed: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    service_status = 0 if args.no_service else bench_service(args.quick)
+    return 1 if problems or service_status else 0
+
+
+def bench_service(quick: bool) -> int:
+    """The decision service benchmark (``tools/bench_service.py``); its exit status."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import bench_service  # a sibling script, not a package
+
+    print("", flush=True)
+    return int(bench_service.main(["--quick"] if quick else []))
 
 
 if __name__ == "__main__":
