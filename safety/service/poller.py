@@ -43,20 +43,21 @@ class PollingSelector(selectors.DefaultSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is not None and timeout <= 0:
             return super().select(0)
+        start = time.monotonic()
+        until = min(self.poll_until, start + (math.inf if timeout is None else timeout))
+        if start >= until:  # no client activity lately: sleep, one system call as usual
+            return super().select(timeout)
         ready: list[tuple[selectors.SelectorKey, Any]] = super().select(0)
         if ready:
             return ready
-        start = time.monotonic()
-        until = min(self.poll_until, start + (math.inf if timeout is None else timeout))
+        self.polls += 1
         now = start
-        if now < until:
-            self.polls += 1
-            while now < until:
-                os.sched_yield()
-                ready = super().select(0)
-                if ready:
-                    return ready
-                now = time.monotonic()
+        while now < until:
+            os.sched_yield()
+            ready = super().select(0)
+            if ready:
+                return ready
+            now = time.monotonic()
         remaining = None if timeout is None else max(0.0, timeout - (now - start))
         return super().select(remaining)
 
