@@ -298,12 +298,16 @@ class Client(_ClientBase):
         super().__init__(path, timeout, fallback)
         if not spin >= 0.0:
             raise ValueError(f"spin must be 0 or more seconds, not {spin}")
-        self.spin = spin
         self._spin = _Spin(spin)
         self._sock: socket.socket | None = None
         self._buffer = b""
         self._lock = threading.Lock()
         self._kernel_timeout = 0.0
+
+    @property
+    def spin(self) -> float:
+        """Seconds a call polls for its reply before it sleeps (0: never)."""
+        return self._spin.seconds
 
     def close(self) -> None:
         with self._lock:

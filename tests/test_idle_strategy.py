@@ -146,6 +146,7 @@ def test_a_spinning_client_reads_every_reply_quick_or_slow_and_stops_spinning_on
     path = f"{tmp_path}/slow.sock"
     server = SlowServer(path, delay=0.0)
     client = Client(path, timeout=1.0, spin=0.0002)
+    assert client.spin == 0.0002 and Client(path).spin == 0.0002  # the default
     try:
         for _ in range(20):
             decision = client.decide(VIDEO)
