@@ -19,6 +19,9 @@ client library, over the Unix socket); each call is timed alone with ``perf_coun
    bare asyncio echo server (a Python server that sleeps whenever idle), so all four see the
    same state of a shared, drifting machine.  The server polls after client activity
    (``--poll-us``, default 200 µs); ``--poll-us 0`` measures it sleeping instead;
+   Then the same client asking only every 20 ms (``--paced`` calls), interleaved with the echo
+   server at the same pace: between calls both ends go idle, and each call pays the machine's
+   wake-up from idle (on this VM the bare echo server's round trip alone is ~230 µs then);
 2. 16 clients at once, each sequential: p50 / p99 and total decisions per second;
 3. frames dropped: frames the player sent onto the virtual bus minus frames the engine saw,
    from ``status`` once the replay has ended (must be 0);
@@ -58,6 +61,8 @@ from safety.replay import BUILTIN_PROBES  # noqa: E402
 VEHICLE = ROOT / "dbc" / "demo_sedan.yaml"
 POLICY = ROOT / "policies" / "default.yaml"
 BUS_RATE = 9009.0  # frames/s: 1 Mbit/s, 11-bit ids, 8 data bytes, 111 bits per frame
+# The paced phase: a client asking now and then, as middleware does between bursts.
+PACED_GAP_S = 0.02
 DRIVE_FRAMES = 51952  # frames of one demo drive (tests/test_replay.py checks this count)
 # What an assistant asks during a drive; each client cycles through them.
 REQUESTS: tuple[dict[str, Any], ...] = tuple(
@@ -78,6 +83,7 @@ sys.path.insert(0, sys.argv[1])
 from safety.client import Client
 path, start, seconds, count, rounds = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 requests, modes, echo_path = json.loads(sys.argv[7]), sys.argv[8].split(","), sys.argv[9]
+gap = float(sys.argv[10])  # seconds between calls (0: back to back)
 n = len(requests)
 lines = [json.dumps({"v": 1, "op": "decide", "id": 1, "request": r}).encode() + b"\n" for r in requests]
 class Raw:
@@ -119,6 +125,8 @@ for r in range(rounds):
         if decision.rules == ("client-fallback",):
             fallbacks += 1
         i += 1
+        if gap:
+            time.sleep(gap)
     result.append({"mode": mode, "lat": lat, "window": [began, time.time()]})
     time.sleep(0.1)
 print(json.dumps({"rounds": result, "fallbacks": fallbacks}))
@@ -183,6 +191,7 @@ def run_clients(
     rounds: int = 1,
     modes: tuple[str, ...] = ("client",),
     echo: Path | None = None,
+    gap: float = 0.0,
 ) -> tuple[list[Round], int]:
     """Start ``clients`` client processes together: every round of every client, and the
     fallbacks they got."""
@@ -202,6 +211,7 @@ def run_clients(
                 json.dumps(REQUESTS),
                 ",".join(modes),
                 str(echo or ""),
+                str(gap),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -259,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=BUS_RATE, help="bus frames per second (default 9009)")
     parser.add_argument("--single", type=int, default=5000, help="calls per round of the single client")
     parser.add_argument("--rounds", type=int, default=6, help="rounds of the single client")
+    parser.add_argument(
+        "--paced", type=int, default=500, help="calls per mode of the single client asking every 20 ms"
+    )
     parser.add_argument("--clients", type=int, default=16, help="concurrent client processes")
     parser.add_argument("--seconds", type=float, default=6.0, help="how long the concurrent clients run")
     parser.add_argument(
@@ -267,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warmup_frames = DRIVE_FRAMES  # one pass of the drive: every state cell seen once
     if args.quick:  # CI smoke size: checks the tool works, its figures mean little
-        args.single, args.rounds, args.clients, args.seconds = 1000, 2, 4, 1.0
+        args.single, args.rounds, args.clients, args.seconds, args.paced = 1000, 2, 4, 1.0, 40
         warmup_frames = 5000
     log_rate = DRIVE_FRAMES / drive_duration()
     speed = args.rate / log_rate
@@ -275,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     # Replay long enough for every phase (generous: clients take a while to start).
     # Replay long enough for every phase, client start-ups included (checked: the bus must still
     # be playing when the last phase ends).
-    phases_s = 3 * 2.5 + 4 * args.rounds * (args.single / 4000 + 0.15) + args.seconds
+    phases_s = 4 * 2.5 + 4 * args.rounds * (args.single / 4000 + 0.15) + args.seconds + 2 * args.paced * PACED_GAP_S
     replay_s = 3.0 + warmup + 3.0 + phases_s + (0.0 if args.quick else 10.0)
     with tempfile.TemporaryDirectory(prefix="dg-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -350,6 +363,17 @@ def measure(
         rounds, single_fallbacks = run_clients(
             socket_path, 1, count=args.single, rounds=len(modes) * args.rounds, modes=modes, echo=echo_path
         )
+        print(f"1 client at {1 / PACED_GAP_S:g} calls/s: {args.paced} calls per mode, interleaved", file=sys.stderr)
+        paced_rounds, paced_fallbacks = run_clients(
+            socket_path,
+            1,
+            count=args.paced // 2,
+            rounds=4,
+            modes=("client", "echo"),
+            echo=echo_path,
+            gap=PACED_GAP_S,
+        )
+        single_fallbacks += paced_fallbacks
     finally:
         echo_server.terminate()
         echo_server.wait()
@@ -359,6 +383,7 @@ def measure(
     nospin = pooled(rounds, "client-nospin")
     round_p99 = [percentile(sorted(r.lat), 0.99) for r in rounds if r.mode == "client"]
     single_rate = len(single) / (sum(single) / 1e9)
+    paced, paced_echo = pooled(paced_rounds, "client"), pooled(paced_rounds, "echo")
 
     print(f"{args.clients} clients for {args.seconds:g} s", file=sys.stderr)
     many_rounds, many_fallbacks = run_clients(socket_path, args.clients, seconds=args.seconds)
@@ -422,6 +447,14 @@ def measure(
         (
             "machine baseline: bare asyncio echo server, same raw client, interleaved: p50 / p99",
             f"{percentile(echo, 0.5):.0f} / {percentile(echo, 0.99):.0f} µs",
+        ),
+        (
+            f"1 client at {1 / PACED_GAP_S:g} calls/s (a call every {PACED_GAP_S * 1000:g} ms): p50 / p99",
+            f"{percentile(paced, 0.5):.0f} / {percentile(paced, 0.99):.0f} µs ({len(paced):,} calls)",
+        ),
+        (
+            "echo server at the same pace, raw client, interleaved: p50 / p99",
+            f"{percentile(paced_echo, 0.5):.0f} / {percentile(paced_echo, 0.99):.0f} µs",
         ),
         (
             f"{args.clients} clients: round trip p50 / p99",
