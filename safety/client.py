@@ -21,6 +21,7 @@ heartbeats, it yields one ``{"event": "disconnected", "reason": ...}`` and ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -222,9 +223,23 @@ class _ClientBase:
         message["id"] = request_id
         return request_id
 
-    def _failed(self) -> None:
-        self._delay = BACKOFF_START_S if self._delay == 0 else min(self._delay * 2, BACKOFF_MAX_S)
-        self._retry_at = time.monotonic() + self._delay
+    @contextlib.contextmanager
+    def _attempt(self) -> Iterator[None]:
+        """Around one call's I/O.  After any failure (the timeout's cancellation included) the
+        connection is dropped -- a late answer on it must never be taken for the answer to a
+        later request -- and reconnecting backs off; a success ends the backoff."""
+        try:
+            yield
+        except BaseException:
+            self._drop()
+            self._delay = BACKOFF_START_S if self._delay == 0 else min(self._delay * 2, BACKOFF_MAX_S)
+            self._retry_at = time.monotonic() + self._delay
+            raise
+        self._delay = 0.0
+
+    def _drop(self) -> None:
+        """Close the connection (each client has its own kind)."""
+        raise NotImplementedError
 
 
 class _Spin:
@@ -320,8 +335,6 @@ class Client(_ClientBase):
         self.close()
 
     def _drop(self) -> None:
-        # After any failure the connection is closed: a late answer on it must never be
-        # taken for the answer to a later request.
         if self._sock is not None:
             self._sock.close()
         self._sock = None
@@ -333,14 +346,8 @@ class Client(_ClientBase):
             raise TimeoutError("another call on this client is still waiting")
         try:
             request_id = self._start(message, self._sock is not None)
-            try:
-                response = self._roundtrip(message, request_id, deadline)
-            except BaseException:
-                self._drop()
-                self._failed()
-                raise
-            self._delay = 0.0
-            return response
+            with self._attempt():
+                return self._roundtrip(message, request_id, deadline)
         finally:
             self._lock.release()
 
@@ -508,7 +515,7 @@ class AsyncClient(_ClientBase):
             self._lock = asyncio.Lock()
         async with asyncio.timeout(self.timeout), self._lock:
             request_id = self._start(message, self._streams is not None)
-            try:
+            with self._attempt():
                 if self._streams is None:
                     self._streams = await self._open()
                 reader, writer = self._streams
@@ -516,14 +523,7 @@ class AsyncClient(_ClientBase):
                 line = await reader.readline()
                 if not line.endswith(b"\n"):
                     raise ConnectionError(_CLOSED)
-                response = _check_response(line, request_id)
-            except BaseException:
-                # Includes the timeout's cancellation: the connection is dropped either way.
-                self._drop()
-                self._failed()
-                raise
-            self._delay = 0.0
-            return response
+                return _check_response(line, request_id)
 
     async def decide(self, request: Mapping[str, Any], *, explain: bool = False) -> Decision:
         """As :meth:`Client.decide`: the service's decision, or the fallback; never raises."""

@@ -295,3 +295,20 @@ def test_poll_us_0_and_a_real_time_policy_never_poll(sockdir: Path) -> None:
     assert (status["poll_us"], status["idle_polls"]) == (0.0, 0)
     assert "not polling for requests (--poll-us) under the real-time policy SCHED_FIFO" in realtime.stderr
     assert realtime.stop() == 0
+
+
+def test_a_failed_call_backs_off_the_next_connect_and_a_success_ends_the_backoff(sockdir: Path) -> None:
+    client = Client(sockdir / "dg.sock", timeout=0.5)
+    first = client.decide(VIDEO)
+    assert first.rules == FALLBACK and "unreachable" in first.reason
+    second = client.decide(VIDEO)  # at once: not even tried while backing off
+    assert second.rules == FALLBACK and re.search(r"reconnecting in (1\d|20) ms", second.reason), second.reason
+    server = Server(sockdir)
+    server.wait_ready()
+    time.sleep(0.05)
+    assert client.decide(VIDEO).rules != FALLBACK  # reconnected (no input: the server's own deny)
+    assert server.stop() == 0
+    assert client.decide(VIDEO).rules == FALLBACK
+    # The success ended the backoff: it starts again from its first step, not from where it was.
+    again = client.decide(VIDEO)
+    assert re.search(r"reconnecting in (1\d|20) ms", again.reason), again.reason
