@@ -21,7 +21,6 @@ heartbeats, it yields one ``{"event": "disconnected", "reason": ...}`` and ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import socket
@@ -86,11 +85,7 @@ def decision_from_response(response: Mapping[str, Any]) -> Decision:
     Every field is checked (an outcome this client does not know is malformed, never allow);
     written with exact type tests because it runs on every call.
     """
-    if response.get("ok") is not True:
-        error = response.get("error")
-        if isinstance(error, Mapping):
-            raise _server_error(error)
-        raise ServiceError("the response is neither ok nor an error", code="malformed-response")
+    _check_ok(response)
     outcome = _OUTCOMES.get(response.get("outcome"))  # type: ignore[arg-type]
     rules = response.get("rules")
     reason = response.get("reason")
@@ -110,6 +105,15 @@ def decision_from_response(response: Mapping[str, Any]) -> Decision:
     ):
         raise ServiceError(f"not a decision: {str(dict(response))[:200]}", code="malformed-response")
     return Decision(outcome, tuple(rules), reason, constraints, policy_hash, state_time, request_id)
+
+
+def _check_ok(response: Mapping[str, Any]) -> None:
+    """Nothing for an ``ok`` response; the server's error (``ServiceError``) otherwise."""
+    if response.get("ok") is not True:
+        error = response.get("error")
+        if isinstance(error, Mapping):
+            raise _server_error(error)
+        raise ServiceError("the response is neither ok nor an error", code="malformed-response")
 
 
 def _server_error(error: Mapping[str, Any]) -> ServiceError:
@@ -162,8 +166,7 @@ def _decide_message(request: Mapping[str, Any], explain: bool) -> dict[str, Any]
 
 def _ok(response: dict[str, Any]) -> dict[str, Any]:
     """An ``ok`` response as is; the server's error (``ServiceError``) otherwise."""
-    if response.get("ok") is not True:
-        decision_from_response(response)  # raises the server's error
+    _check_ok(response)
     return response
 
 
@@ -196,9 +199,10 @@ class _Events:
                 return
             if self.first:
                 self.first = False
-                if event.get("ok") is not True:
-                    error = event.get("error") or {}
-                    yield self.lost(_describe(ServiceError(str(error.get("message")), code=str(error.get("code")))))
+                try:
+                    _check_ok(event)
+                except ServiceError as exc:
+                    yield self.lost(_describe(exc))
             elif event.get("event") != "heartbeat" or self.heartbeats:
                 yield event
 
@@ -213,6 +217,7 @@ class _ClientBase:
         self._ids = itertools.count(1)
         self._delay = 0.0  # the backoff after the last failure, 0 after a success
         self._retry_at = 0.0
+        self._attempt = _Attempt(self)
 
     def _start(self, message: dict[str, Any], connected: bool) -> int:
         """Stamp ``message`` with a new id; while backing off after a failure, refuse at once."""
@@ -223,23 +228,36 @@ class _ClientBase:
         message["id"] = request_id
         return request_id
 
-    @contextlib.contextmanager
-    def _attempt(self) -> Iterator[None]:
-        """Around one call's I/O.  After any failure (the timeout's cancellation included) the
-        connection is dropped -- a late answer on it must never be taken for the answer to a
-        later request -- and reconnecting backs off; a success ends the backoff."""
-        try:
-            yield
-        except BaseException:
-            self._drop()
-            self._delay = BACKOFF_START_S if self._delay == 0 else min(self._delay * 2, BACKOFF_MAX_S)
-            self._retry_at = time.monotonic() + self._delay
-            raise
-        self._delay = 0.0
-
     def _drop(self) -> None:
         """Close the connection (each client has its own kind)."""
         raise NotImplementedError
+
+
+class _Attempt:
+    """``with client._attempt:`` around one call's I/O.  After any failure (the timeout's
+    cancellation included) the connection is dropped -- a late answer on it must never be taken
+    for the answer to a later request -- and reconnecting backs off; a success ends the backoff.
+
+    One object per client, reused (calls on a client are serialised): a generator-based
+    context manager would cost ~1 µs a call, this ~0.15 µs.
+    """
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: _ClientBase) -> None:
+        self.client = client
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        client = self.client
+        if exc_type is None:
+            client._delay = 0.0
+            return
+        client._drop()
+        client._delay = BACKOFF_START_S if client._delay == 0 else min(client._delay * 2, BACKOFF_MAX_S)
+        client._retry_at = time.monotonic() + client._delay
 
 
 class _Spin:
@@ -346,7 +364,7 @@ class Client(_ClientBase):
             raise TimeoutError("another call on this client is still waiting")
         try:
             request_id = self._start(message, self._sock is not None)
-            with self._attempt():
+            with self._attempt:
                 return self._roundtrip(message, request_id, deadline)
         finally:
             self._lock.release()
@@ -515,7 +533,7 @@ class AsyncClient(_ClientBase):
             self._lock = asyncio.Lock()
         async with asyncio.timeout(self.timeout), self._lock:
             request_id = self._start(message, self._streams is not None)
-            with self._attempt():
+            with self._attempt:
                 if self._streams is None:
                     self._streams = await self._open()
                 reader, writer = self._streams

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -142,7 +143,7 @@ class SlowServer:
         self.listener.close()
 
 
-def test_a_spinning_client_reads_every_reply_quick_or_slow_and_stops_spinning_on_slow_ones(tmp_path: object) -> None:
+def test_a_spinning_client_reads_every_reply_quick_or_slow_and_stops_spinning_on_slow_ones(tmp_path: Path) -> None:
     path = f"{tmp_path}/slow.sock"
     server = SlowServer(path, delay=0.0)
     client = Client(path, timeout=1.0, spin=0.0002)
@@ -160,7 +161,7 @@ def test_a_spinning_client_reads_every_reply_quick_or_slow_and_stops_spinning_on
         server.close()
 
 
-def test_spin_never_outlasts_the_timeout_and_is_never_negative(tmp_path: object) -> None:
+def test_spin_never_outlasts_the_timeout_and_is_never_negative(tmp_path: Path) -> None:
     path = f"{tmp_path}/slow.sock"
     server = SlowServer(path, delay=1.0)  # never answers in time
     client = Client(path, timeout=0.2, spin=5.0)  # a spin longer than the timeout
