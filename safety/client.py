@@ -21,6 +21,7 @@ heartbeats, it yields one ``{"event": "disconnected", "reason": ...}`` and ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -487,7 +488,10 @@ class Client(_ClientBase):
             yield events.lost(_describe(exc))
             return
         try:
-            sock.sendall(_SUBSCRIBE)
+            # A refused client may find the connection closed before it has sent this: what the
+            # server said first (its error line) is still read below, and ends the subscription.
+            with contextlib.suppress(OSError):
+                sock.sendall(_SUBSCRIBE)
             sock.settimeout(SUBSCRIBE_SILENCE_S)
             while not events.done:
                 try:
