@@ -3,53 +3,137 @@
 CAN frames -> vehicle state -> compiled YAML policy -> decision.  The public API::
 
     from safety import Engine
-    engine = Engine.load(vehicle="dbc/demo_sedan.yaml", policy="policies/default.yaml")
+    engine = Engine.load(vehicle="demo-sedan", policy="default")
     can.Notifier(bus, [engine.on_frame])
     decision = engine.decide({"kind": "notification", "category": "message",
                               "modality": "visual", "content": "text", "priority": "normal"})
+
+Names are imported when first used (as httpx does), so ``from safety import Client`` in a
+head-unit process that only asks the decision service loads neither python-can, cantools,
+cryptography nor the engine.
 """
 
-from .client import AsyncClient, Client
-from .decision import Decision, Outcome
-from .engine import Engine, EngineView
-from .errors import (
-    DbcError,
-    DriveGateError,
-    LoadError,
-    Location,
-    LogFormatError,
-    PolicyError,
-    ProfileError,
-    RequestError,
-)
-from .policy import CompiledPolicy, load_policy
-from .profile import VehicleProfile, load_profile
-from .request import REQUEST_FIELDS, validate_request
-from .signals import CANONICAL_SIGNALS
-from .state import StateSnapshot
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public name -> the module that defines it.  A test keeps this, __all__ and the TYPE_CHECKING
+# imports below in agreement.
+_EXPORTS: dict[str, str] = {
+    "AsyncClient": "safety.client.client",
+    "Client": "safety.client.client",
+    "Fallback": "safety.client.client",
+    "Decision": "safety.model.decision",
+    "Outcome": "safety.model.decision",
+    "REQUEST_FIELDS": "safety.model.request",
+    "validate_request": "safety.model.request",
+    "RESERVED_RULE_IDS": "safety.model.rules",
+    "AnalysisLimitError": "safety.errors",
+    "DbcError": "safety.errors",
+    "DriveGateError": "safety.errors",
+    "LoadError": "safety.errors",
+    "Location": "safety.errors",
+    "LogFormatError": "safety.errors",
+    "LogInUseError": "safety.errors",
+    "PolicyCheckError": "safety.errors",
+    "PolicyError": "safety.errors",
+    "PolicyTestError": "safety.errors",
+    "ProfileError": "safety.errors",
+    "RequestError": "safety.errors",
+    "ServiceError": "safety.errors",
+    "SignatureError": "safety.errors",
+    "CANONICAL_SIGNALS": "safety.vehicle.signals",
+    "DrivingState": "safety.vehicle.state",
+    "StateSnapshot": "safety.vehicle.state",
+    "Workload": "safety.vehicle.state",
+    "VehicleProfile": "safety.vehicle.profile",
+    "load_profile": "safety.vehicle.profile",
+    "CompiledPolicy": "safety.policy",
+    "load_policy": "safety.policy",
+    "DecisionPipeline": "safety.decide.pipeline",
+    "DecisionLog": "safety.audit.decisionlog",
+    "Engine": "safety.engine.engine",
+    "EngineView": "safety.engine.engine",
+}
 
 __all__ = [
     "CANONICAL_SIGNALS",
     "REQUEST_FIELDS",
+    "RESERVED_RULE_IDS",
+    "AnalysisLimitError",
     "AsyncClient",
     "Client",
     "CompiledPolicy",
     "DbcError",
     "Decision",
+    "DecisionLog",
+    "DecisionPipeline",
     "DriveGateError",
+    "DrivingState",
     "Engine",
     "EngineView",
+    "Fallback",
     "LoadError",
     "Location",
     "LogFormatError",
+    "LogInUseError",
     "Outcome",
+    "PolicyCheckError",
     "PolicyError",
+    "PolicyTestError",
     "ProfileError",
     "RequestError",
+    "ServiceError",
+    "SignatureError",
     "StateSnapshot",
     "VehicleProfile",
+    "Workload",
     "load_policy",
     "load_profile",
     "validate_request",
 ]
-__version__ = "0.1.0"
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name is imported on first use
+    from safety.audit.decisionlog import DecisionLog
+    from safety.client.client import AsyncClient, Client, Fallback
+    from safety.decide.pipeline import DecisionPipeline
+    from safety.engine.engine import Engine, EngineView
+    from safety.errors import (
+        AnalysisLimitError,
+        DbcError,
+        DriveGateError,
+        LoadError,
+        Location,
+        LogFormatError,
+        LogInUseError,
+        PolicyCheckError,
+        PolicyError,
+        PolicyTestError,
+        ProfileError,
+        RequestError,
+        ServiceError,
+        SignatureError,
+    )
+    from safety.model.decision import Decision, Outcome
+    from safety.model.request import REQUEST_FIELDS, validate_request
+    from safety.model.rules import RESERVED_RULE_IDS
+    from safety.policy import CompiledPolicy, load_policy
+    from safety.vehicle.profile import VehicleProfile, load_profile
+    from safety.vehicle.signals import CANONICAL_SIGNALS
+    from safety.vehicle.state import DrivingState, StateSnapshot, Workload
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'safety' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,4 +1,20 @@
-"""One error hierarchy for every stage of DriveGate.
+"""One error hierarchy for every stage of DriveGate: every error class is defined here.
+
+::
+
+    DriveGateError                 every error DriveGate raises on purpose (code, location)
+    ├── ProfileError               a vehicle profile (YAML) is wrong
+    ├── DbcError                   a DBC file cannot be loaded, or lacks what a profile asks
+    ├── PolicyError                a policy file (YAML) is wrong
+    ├── PolicyTestError            a policy test suite (YAML) is wrong
+    ├── RequestError               a request from the assistant is malformed
+    ├── LogFormatError             a CAN log, or one of its lines or frames, is unreadable
+    ├── SignatureError             a policy signature is missing, untrusted or does not match
+    ├── PolicyCheckError           a new policy failed its reload checks (the old one stays)
+    ├── AnalysisLimitError         a policy comparison needed more splits than its budget
+    ├── ServiceError               the decision service: protocol error, socket, unreachable
+    ├── LogInUseError              another process writes this mapped decision log (an OSError too)
+    └── LoadError                  several of the above found in one input, sorted by place
 
 Every error carries a stable ``code`` (kebab-case, never renamed once released) and a
 ``Location`` saying where the problem is: ``file:line:col`` for YAML and log files, the
@@ -9,7 +25,7 @@ file in one pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -86,6 +102,64 @@ class LogFormatError(DriveGateError):
     """A log file is unreadable, or one of its lines or frames is."""
 
     code = "log-format"
+
+
+class PolicyTestError(DriveGateError):
+    """A policy test file (YAML) is wrong."""
+
+    code = "policy-test"
+
+
+class SignatureError(DriveGateError):
+    """A policy's signature is missing, malformed, untrusted or does not match the files."""
+
+    code = "signature"
+
+
+class PolicyCheckError(DriveGateError):
+    """A new policy loaded but failed its checks (lint, tests); the old one stays in force."""
+
+    code = "policy-check"
+
+    def __init__(self, file: str, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems), Location(file=file))
+
+
+class AnalysisLimitError(DriveGateError):
+    """A comparison needed more splits than its budget."""
+
+    code = "analysis-limit"
+
+
+class ServiceError(DriveGateError):
+    """A problem with the decision service: a protocol error, a socket that cannot be opened, a
+    service that cannot be reached.  ``code`` is one of ``safety.client.protocol.ERROR_CODES`` for
+    protocol errors."""
+
+    code = "service"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after_ms: int | None = None) -> None:
+        self.retry_after_ms = retry_after_ms
+        super().__init__(message, Location(), code=code)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class LogInUseError(DriveGateError, OSError):
+    """Another process holds the mapped decision log open (one writer per mapped file).
+
+    Also an ``OSError``: it is a failure to open a file, and callers that handle those keep working.
+    """
+
+    code = "log-in-use"
+
+    def __init__(self, message: str) -> None:
+        DriveGateError.__init__(self, message)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class LoadError(DriveGateError):

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from safety import LoadError, load_policy
-from safety.analysis import analyze, compare
 from safety.policy import CompiledPolicy
+from safety.workflow.analysis import analyze, compare
 
 HEAD = "version: 1\nname: t\ndefault: deny\nrules:\n"
 REF = "TEST-DOC §1.2"

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from safety import load_policy
-from safety.analysis import Analysis, FirstRegions, analyze
 from safety.policy import CompiledPolicy
-from safety.space import BudgetExceeded, Region, Space, Walker
+from safety.workflow.analysis import Analysis, FirstRegions, analyze
+from safety.workflow.space import BudgetExceeded, Region, Space, Walker
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = "TEST-DOC §1.2"
@@ -63,7 +63,7 @@ class Walked(FirstRegions):
 def walked() -> Iterator[None]:
     """Analysis with the plain walk in place of ``FirstRegions``."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("safety.analysis.FirstRegions", Walked)
+        patch.setattr("safety.workflow.analysis.FirstRegions", Walked)
         yield
 
 

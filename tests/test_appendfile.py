@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from safety import Engine
-from safety.appendfile import WINDOW_BYTES, MappedAppender, WriteAppender
-from safety.decisionlog import DecisionLog, read_lines
+from safety.audit.appendfile import WINDOW_BYTES, MappedAppender, WriteAppender
+from safety.audit.decisionlog import DecisionLog, read_lines
 
 APPENDERS = {"mmap": MappedAppender, "write": WriteAppender}
 
@@ -56,7 +56,7 @@ def test_a_killed_writer_loses_nothing_and_the_next_open_trims_the_padding(tmp_p
     path = tmp_path / "d.log"
     script = (
         "import sys\n"
-        "from safety.appendfile import MappedAppender\n"
+        "from safety.audit.appendfile import MappedAppender\n"
         f"f = MappedAppender({str(path)!r})\n"
         "for i in range(1000):\n"
         "    f.append(b'record %d\\n' % i)\n"

@@ -1,4 +1,4 @@
-"""The generated readers of ``safety.decode`` against cantools' own ``Message.decode``.
+"""The generated readers of ``safety.vehicle.decode`` against cantools' own ``Message.decode``.
 
 The reference is ``message.decode(data, decode_choices=False, scaling=..., allow_truncated=True)``.
 Where cantools raises for the whole message (a multiplexer value no child declares, signals that
@@ -27,8 +27,8 @@ from cantools.database.utils import create_encode_decode_formats, decode_data, e
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safety.decode import compile_message_reader, frame_label, signal_value_range
 from safety.errors import DbcError, Location
+from safety.vehicle.decode import compile_message_reader, frame_label, signal_value_range
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RAV4_DIR = SHARED_DATA / "comma2k19_rav4_2017"

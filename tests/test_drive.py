@@ -19,7 +19,7 @@ import cantools
 import pytest
 import yaml
 
-from safety.drive import (
+from safety.demo.drive import (
     DEMO_DBC,
     DEMO_PHASES,
     DriveModel,

@@ -1,4 +1,4 @@
-"""``drivegate explain`` and ``safety.explain``: every rule, the deciding leaf, the combination, the decision."""
+"""``drivegate explain`` and ``safety.decide.explain``: every rule, the deciding leaf, the combination, the decision."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from conftest import DEFAULT_POLICY, ROOT, SPEED_BANDS_POLICY, DemoCar, request
 
 from safety import Engine, load_policy
-from safety.explain import Explainer
+from safety.decide.pipeline import DecisionPipeline
 from safety.policy import CompiledPolicy
 
 TINY = """version: 1
@@ -267,7 +267,7 @@ def _split(policy: CompiledPolicy, names: list[str], combo: tuple[Any, ...]) -> 
 def test_the_combination_narrative_matches_the_evaluator_on_every_cell(path: Path, every: int) -> None:
     """With every field known, the explanation's own combination gives the evaluator's decision."""
     policy = load_policy(path)
-    explainer = Explainer(policy)
+    explainer = DecisionPipeline(policy)
     names, reps = _cells(policy)
     checked = 0
     for i, combo in enumerate(itertools.product(*reps)):
@@ -289,7 +289,7 @@ def test_the_combination_narrative_matches_the_evaluator_on_every_cell(path: Pat
 def test_worlds_agree_with_the_evaluator_when_the_state_is_unknown() -> None:
     """The most restrictive world groups are the decision: their outcome, and together their rules."""
     policy = load_policy(DEFAULT_POLICY)
-    explainer = Explainer(policy)
+    explainer = DecisionPipeline(policy)
     for modality, content, priority in itertools.product(
         ("visual", "voice", "manual"), ("text", "video", "list", "keyboard", "none"), ("critical", "normal")
     ):
@@ -319,7 +319,7 @@ def test_the_explanation_is_the_engines_decision(
     car.hold(0.0, 1.0, **state)
     req = request(**fields)
     snapshot = engine.state()
-    e = Explainer(engine.policy).explain(snapshot.values, req, time=snapshot.time, why_unknown=snapshot.unknown)
+    e = DecisionPipeline(engine.policy).explain(snapshot.values, req, time=snapshot.time, why_unknown=snapshot.unknown)
     d = engine.decide(req)
     assert (e.decision.outcome, e.decision.rules, dict(e.decision.constraints), e.decision.reason) == (
         d.outcome,
@@ -345,7 +345,7 @@ def test_past_max_worlds_the_explanation_is_the_three_valued_evaluation(tmp_path
     path = tmp_path / "many.yaml"
     path.write_text(f"version: 1\nname: many\ndefault: allow\nrules:\n{rules}")
     policy = load_policy(path)
-    e = Explainer(policy).explain({"driving_state": None, "workload": None}, TEXT)
+    e = DecisionPipeline(policy).explain({"driving_state": None, "workload": None}, TEXT)
     assert e.worlds is not None and e.worlds.three_valued and e.worlds.groups == ()
     assert e.worlds.count == 61 * 61 * 6
     assert e.combination is not None

@@ -18,8 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from safety.client import Client, _Spin
-from safety.decision import Outcome
+from safety.client.client import Client, _Spin
+from safety.model.decision import Outcome
 from safety.service.poller import PollingSelector
 
 ANSWER = {"v": 1, "ok": True, "op": "decide", "outcome": "deny", "rules": ["video-lockout"], "reason": "moving"}

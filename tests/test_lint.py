@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, SPEED_BANDS_POLICY
 
 from safety import Engine, load_policy
-from safety.lint import policy_check
+from safety.workflow.lint import policy_check
 
 REF = "TEST-DOC §1.2"
 CLEAN = f"""version: 1

@@ -1,4 +1,4 @@
-"""``safety.logs`` on real recorded CAN logs, checked against python-can's own readers.
+"""``safety.io.logs`` on real recorded CAN logs, checked against python-can's own readers.
 
 Every format is read from the real files in ../shared/data and compared frame by frame with what
 python-can gives for the same file; bad inputs are written to tmp_path.  No mocks.
@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safety import logs as logs_module
 from safety.errors import Location, LogFormatError
-from safety.logs import SUPPORTED_FORMATS, Frame, iter_candump, log_format, read_log
+from safety.io import logs as logs_module
+from safety.io.logs import SUPPORTED_FORMATS, Frame, iter_candump, log_format, read_log
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PCAN = DATA / "python-can_test_data"

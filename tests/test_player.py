@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from safety.logs import read_log
+from safety.io.logs import read_log
 from safety.service.player import FRAME, FRAME_EXTENDED, HEADER, LOG_ERROR, PASS, SKIPPED
 
 Record = tuple[int, float, int, bytes]

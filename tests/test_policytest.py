@@ -11,8 +11,8 @@ import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT
 
 from safety import Engine, Outcome, load_policy
-from safety.engine import PolicyCheckError
-from safety.policytest import load_test_file, run_tests, suite_check
+from safety.errors import PolicyCheckError
+from safety.workflow.policytest import load_test_file, run_tests, suite_check
 
 SUITES = ROOT / "policies" / "tests"
 # Relative to the repository (the CLI runs there), so places read as in the docs.

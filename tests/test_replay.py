@@ -14,8 +14,8 @@ import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, shared
 
 from safety import Engine
-from safety.drive import scripted_drive
-from safety.replay import BUILTIN_PROBES, replay_file, replay_virtual
+from safety.demo.drive import scripted_drive
+from safety.replay.timeline import BUILTIN_PROBES, replay_file, replay_virtual
 
 RAV4_2017 = ROOT / "tests" / "profiles" / "rav4_2017.yaml"
 RAV4_TSS2 = ROOT / "tests" / "profiles" / "rav4_tss2.yaml"

@@ -11,8 +11,8 @@ import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, SPEED_BANDS_POLICY, DemoCar, killed_after, request
 
 from safety import Engine, LoadError, Outcome
-from safety.decisionlog import DecisionLog, read_lines
-from safety.engine import PolicyCheckError
+from safety.audit.decisionlog import DecisionLog, read_lines
+from safety.errors import PolicyCheckError
 
 CITY = {"speed": 45.0, "gear": "D", "parking_brake": "RELEASED"}
 
@@ -124,7 +124,7 @@ def test_nothing_written_is_lost_when_the_process_dies(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
         "from safety import Engine\n"
-        "from safety.decisionlog import DecisionLog, read_lines\n"
+        "from safety.audit.decisionlog import DecisionLog, read_lines\n"
         f"e = Engine.load({str(DEMO_VEHICLE)!r}, {str(DEFAULT_POLICY)!r}, decision_log=DecisionLog({str(path)!r}))\n"
         "for i in range(50):\n"
         "    e.decide({'id': f'r{i}', 'kind': 'notification', 'category': 'message', 'modality': 'voice',"

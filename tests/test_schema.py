@@ -16,9 +16,9 @@ from conftest import ROOT
 from safety import LoadError, load_policy, load_profile
 from safety.policy.model import condition_fields
 from safety.policy.parse import RULE_KEYS, TOP_KEYS
-from safety.profile import PROFILE_KEYS, SIGNAL_KEYS
-from safety.schema import load_schema, schema_text
-from safety.signals import CANONICAL_SIGNALS, REQUIRED_SIGNALS
+from safety.policy.schema import load_schema, schema_text
+from safety.vehicle.profile import PROFILE_KEYS, SIGNAL_KEYS
+from safety.vehicle.signals import CANONICAL_SIGNALS, REQUIRED_SIGNALS
 
 DBC = ROOT / "dbc" / "demo_sedan.dbc"
 POLICY_FILES = sorted((ROOT / "policies").glob("*.yaml"))

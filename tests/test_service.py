@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT
 
-from safety.client import AsyncClient, Client
-from safety.decision import Outcome
-from safety.service.protocol import MAX_LINE_BYTES
+from safety.client.client import AsyncClient, Client
+from safety.client.protocol import MAX_LINE_BYTES
+from safety.model.decision import Outcome
 
 VIDEO = {"kind": "interaction", "category": "media", "modality": "visual", "content": "video", "priority": "low"}
 READ_ALOUD = {
@@ -166,7 +166,7 @@ def read_line(sock: socket.socket, buffer: bytearray) -> dict[str, Any] | None:
 # state went stale.  Prints "ready" once imported, then its record as JSON at the end.
 DRIVE_CLIENT = r"""
 import json, sys, threading, time
-from safety.client import Client
+from safety.client.client import Client
 path, video, read_aloud = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 print("ready", flush=True)
 import socket

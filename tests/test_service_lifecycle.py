@@ -23,11 +23,11 @@ import pytest
 from conftest import DEFAULT_POLICY, ROOT
 from test_service import VIDEO, Server, kill_leftovers, raw_connect, read_line, short_dir
 
-from safety.client import Client, Fallback
-from safety.decision import Outcome
+from safety.client.client import Client, Fallback
+from safety.errors import ServiceError
+from safety.model.decision import Outcome
 from safety.policy import load_policy
-from safety.service.protocol import ServiceError
-from safety.signing import generate_key, load_private_key, sign_policy
+from safety.policy.signing import generate_key, load_private_key, sign_policy
 
 FALLBACK = ("client-fallback",)
 

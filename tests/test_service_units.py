@@ -10,11 +10,12 @@ import pytest
 from conftest import DemoCar
 
 from safety import Engine
-from safety.client import Fallback, decision_from_response
-from safety.decision import Outcome
+from safety.client.client import Fallback, decision_from_response
+from safety.client.protocol import check_envelope, error_line, parse_message
+from safety.errors import ServiceError
+from safety.model.decision import Outcome
 from safety.service.clock import LiveClock
 from safety.service.inputs import BusReader, LagEstimator, parse_bus_spec
-from safety.service.protocol import ServiceError, check_envelope, error_line, parse_message
 from safety.service.server import TokenBucket
 
 # One frame of each message of the demo sedan, parked (see conftest.DemoCar.state).

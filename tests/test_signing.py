@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from safety.signing import (
-    SignatureError,
+from safety.errors import SignatureError
+from safety.policy.signing import (
     generate_key,
     load_private_key,
     load_public_keys,
@@ -180,7 +180,7 @@ def test_engine_runs_only_signed_policies_when_given_trusted_keys(release: Path)
     from conftest import DEMO_VEHICLE
 
     from safety import Engine
-    from safety.engine import PolicyCheckError
+    from safety.errors import PolicyCheckError
 
     key = load_private_key(generate_key(release / "k")[0])
     trusted = load_public_keys([release / "k.pub"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safety.state import StateConfig, Trigger, VehicleState
+from safety.vehicle.state import StateConfig, Trigger, VehicleState
 
 AGES = {"speed": 0.3, "gear": 0.3, "steering_angle": 0.05}
 CONFIG = StateConfig(

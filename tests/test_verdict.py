@@ -12,11 +12,11 @@ import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, SPEED_BANDS_POLICY, DemoCar, request
 
 from safety import Decision, Engine, Outcome
-from safety.decisionlog import read_lines
-from safety.evaluate import Evaluator
-from safety.replay import BUILTIN_PROBES
+from safety.audit.decisionlog import read_lines
+from safety.decide.evaluate import Evaluator
+from safety.replay.timeline import BUILTIN_PROBES
 from safety.service.events import Watcher
-from safety.state import VehicleState
+from safety.vehicle.state import VehicleState
 
 QUEUED = " (queued until deliverable or expired)"
 DRIVING: dict[str, Any] = {"gear": "D", "parking_brake": "RELEASED"}

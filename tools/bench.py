@@ -17,7 +17,7 @@ round by round (ours, then the baseline), so drifting background load hits both 
    size.  Each call is timed alone with ``perf_counter_ns``; percentiles are reported with the
    garbage collector enabled and disabled (p99 is where GC pauses show).
 2. Replay throughput: a candump log written by ``tools/gen_drive.py``, replayed by
-   ``drivegate replay`` (in process, through ``safety.cli.main``) and by ``replay_file``; and by the
+   ``drivegate replay`` (in process, through ``safety.cli.main.main``) and by ``replay_file``; and by the
    baseline a user would write without DriveGate's fast path: ``can.LogReader`` for reading,
    ``cantools`` ``decode_message`` for decoding, then the same ``VehicleState`` and ``Evaluator``.
    Both must decode the same frames and write the same timeline (checked before timing).
@@ -61,15 +61,15 @@ import can  # noqa: E402
 import cantools  # noqa: E402
 from cantools.database.namedsignalvalue import NamedSignalValue  # noqa: E402
 
-from safety import cli  # noqa: E402
-from safety.decisionlog import DecisionLog  # noqa: E402
-from safety.drive import scripted_drive  # noqa: E402
-from safety.engine import Engine  # noqa: E402
-from safety.evaluate import Evaluator  # noqa: E402
+from safety.audit.decisionlog import DecisionLog  # noqa: E402
+from safety.cli import main as cli  # noqa: E402
+from safety.decide.evaluate import Evaluator  # noqa: E402
+from safety.demo.drive import scripted_drive  # noqa: E402
+from safety.engine.engine import Engine  # noqa: E402
 from safety.policy import load_policy  # noqa: E402
-from safety.profile import SignalSource, load_profile  # noqa: E402
-from safety.replay import BUILTIN_PROBES, replay_file  # noqa: E402
-from safety.state import VehicleState  # noqa: E402
+from safety.replay.timeline import BUILTIN_PROBES, replay_file  # noqa: E402
+from safety.vehicle.profile import SignalSource, load_profile  # noqa: E402
+from safety.vehicle.state import VehicleState  # noqa: E402
 
 VEHICLE = ROOT / "dbc" / "demo_sedan.yaml"
 POLICY = ROOT / "policies" / "default.yaml"

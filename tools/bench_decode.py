@@ -22,7 +22,7 @@ import cantools
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing the package
 
-from safety.decode import compile_message_reader  # noqa: E402
+from safety.vehicle.decode import compile_message_reader  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "comma2k19_rav4_2017"
 DBC = DATA / "toyota_new_mc_pt_generated.dbc"

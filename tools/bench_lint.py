@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from safety.lint import lint_file  # noqa: E402
+from safety.workflow.lint import lint_file  # noqa: E402
 
 SHIPPED = ("policies/default.yaml", "policies/speed-bands.yaml")
 CATEGORIES = ("message", "call", "meeting", "calendar", "approval", "document", "navigation", "media", "system")

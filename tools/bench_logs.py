@@ -1,4 +1,4 @@
-"""Benchmark: frames/s of ``safety.logs`` reading candump logs vs python-can's ``can.LogReader``.
+"""Benchmark: frames/s of ``safety.io.logs`` reading candump logs vs python-can's ``can.LogReader``.
 
 Builds a large candump ``-L`` file in a temporary folder by repeating the real comma2k19 RAV4 log
 (135,468 frames, 60 s) with timestamps shifted by 60 s per copy, then times iterating it to the
@@ -24,7 +24,7 @@ import can
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing the package
 
-from safety.logs import _candump_lines, iter_candump, read_log  # noqa: E402
+from safety.io.logs import _candump_lines, iter_candump, read_log  # noqa: E402
 
 LOG = ROOT.parent / "shared" / "data" / "comma2k19_rav4_2017" / "comma2k19_rav4_2018-08-02_seg40.log.gz"
 
@@ -85,11 +85,11 @@ def main() -> None:
             f"median of {args.repeats} runs each, iterating every frame\n"
         )
 
-        ours = measure("safety.logs.read_log(.log)", lambda: count(read_log(plain)), args.repeats, n)
+        ours = measure("safety.io.logs.read_log(.log)", lambda: count(read_log(plain)), args.repeats, n)
         theirs = measure("can.LogReader(.log)", lambda: count(can.LogReader(plain)), args.repeats, n)
-        measure("safety.logs.read_log(.log.gz)", lambda: count(read_log(gz)), args.repeats, n)
+        measure("safety.io.logs.read_log(.log.gz)", lambda: count(read_log(gz)), args.repeats, n)
         measure("can.LogReader(.log.gz)", lambda: count(can.LogReader(gz)), args.repeats, n)
-        measure("safety.logs.iter_candump(list of lines)", lambda: count(iter_candump(lines)), args.repeats, n)
+        measure("safety.io.logs.iter_candump(list of lines)", lambda: count(iter_candump(lines)), args.repeats, n)
         # The line-by-line parser is what blocks with remote/FD/error frames or bad lines take.
         measure(
             "  line-by-line path alone (for reference)",

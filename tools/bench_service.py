@@ -9,7 +9,7 @@ virtual bus at the frame rate of a saturated 1 Mbit/s classical CAN bus (9,009 f
 11-bit, 8-byte frames): the drive log, repeated with continuing time by ``tools/gen_drive.py``,
 played at ``--speed`` = target rate / the log's own rate (23.6x).  Measuring starts after one
 whole pass of the drive, so the policy evaluator has seen every state cell, as in a service
-that has been running.  Clients are separate processes using ``safety.client.Client`` (the real
+that has been running.  Clients are separate processes using ``safety.client.client.Client`` (the real
 client library, over the Unix socket); each call is timed alone with ``perf_counter_ns``:
 
 1. one client, sequential decides, in ``--rounds`` rounds: p50 / p99 / p99.9 over all calls,
@@ -54,9 +54,9 @@ from typing import Any, NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout, installed or not
 
-from safety.client import DEFAULT_SPIN_S, Client  # noqa: E402
-from safety.drive import drive_duration  # noqa: E402
-from safety.replay import BUILTIN_PROBES  # noqa: E402
+from safety.client.client import DEFAULT_SPIN_S, Client  # noqa: E402
+from safety.demo.drive import drive_duration  # noqa: E402
+from safety.replay.timeline import BUILTIN_PROBES  # noqa: E402
 
 VEHICLE = ROOT / "dbc" / "demo_sedan.yaml"
 POLICY = ROOT / "policies" / "default.yaml"
@@ -74,13 +74,13 @@ REQUESTS: tuple[dict[str, Any], ...] = tuple(
 # A client process: connects and warms up, waits for the common start time, then decides in
 # `rounds` rounds of `count` calls (or `seconds` each), cycling through `modes` round by round so
 # that the modes share the machine's state (it is shared and drifts): "client" is
-# safety.client.Client; "raw" the least a client can do (a prepared line, sendall, one recv);
+# safety.client.client.Client; "raw" the least a client can do (a prepared line, sendall, one recv);
 # "echo" the same raw loop against a bare asyncio echo server.  Prints per round its mode and
 # latencies (ns), its wall-clock window, and how many fallback decisions it got, as JSON.
 CLIENT = r"""
 import json, socket, sys, time
 sys.path.insert(0, sys.argv[1])
-from safety.client import Client
+from safety.client.client import Client
 path, start, seconds, count, rounds = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 requests, modes, echo_path = json.loads(sys.argv[7]), sys.argv[8].split(","), sys.argv[9]
 gap = float(sys.argv[10])  # seconds between calls (0: back to back)
@@ -269,9 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=BUS_RATE, help="bus frames per second (default 9009)")
     parser.add_argument("--single", type=int, default=5000, help="calls per round of the single client")
     parser.add_argument("--rounds", type=int, default=6, help="rounds of the single client")
-    parser.add_argument(
-        "--paced", type=int, default=500, help="calls per mode of the single client asking every 20 ms"
-    )
+    parser.add_argument("--paced", type=int, default=500, help="calls per mode of the single client asking every 20 ms")
     parser.add_argument("--clients", type=int, default=16, help="concurrent client processes")
     parser.add_argument("--seconds", type=float, default=6.0, help="how long the concurrent clients run")
     parser.add_argument(

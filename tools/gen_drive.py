@@ -27,7 +27,7 @@ from typing import TextIO
 # Run from a checkout without installing: the package lives one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from safety.drive import DEFAULT_SEED, DEMO_DBC, drive_duration, drive_frames
+from safety.demo.drive import DEFAULT_SEED, DEMO_DBC, drive_duration, drive_frames
 
 DEFAULT_START_TIME = 1_700_000_000.0
 # Lines per write() call: big enough to amortise the call, small enough to stay cache-friendly.

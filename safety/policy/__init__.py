@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import LoadError, Location, PolicyError
-from .compile import CompiledPolicy, CompiledRule, compile_policy
-from .model import PolicyDoc
-from .parse import parse_policy_text
+from safety.errors import LoadError, Location, PolicyError
+from safety.policy.compile import CompiledPolicy, CompiledRule, compile_policy
+from safety.policy.model import PolicyDoc
+from safety.policy.parse import parse_policy_text
 
 __all__ = ["CompiledPolicy", "CompiledRule", "PolicyDoc", "compile_policy", "load_policy", "parse_policy_text"]
 

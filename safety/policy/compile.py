@@ -9,7 +9,7 @@ The compiler also computes, for every field the policy reads, the finite set of 
 (intervals between the policy's constants, or the values it names) that the policy can
 tell apart.  Two inputs in the same cells get the same decision, so decisions can be
 cached by cell and a replay re-decides only when a cell changes.  For the static analysis
-(``safety.space``) it also says how a numeric field is cut into cells, which conditions
+(``safety.workflow.space``) it also says how a numeric field is cut into cells, which conditions
 are decided field by field, and which raw values each derived state can go with.
 """
 
@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..decision import Outcome
-from ..signals import CANONICAL_SIGNALS
-from ..state import StateConfig, Trigger
-from .model import AllOf, AnyOf, Condition, FieldSpec, NotOf, PolicyDoc, Rule, Test, condition_fields
+from safety.model.decision import Outcome
+from safety.policy.model import AllOf, AnyOf, Condition, FieldSpec, NotOf, PolicyDoc, Rule, Test, condition_fields
+from safety.vehicle.signals import CANONICAL_SIGNALS
+from safety.vehicle.state import StateConfig, Trigger
 
 Tri = bool | None
 Predicate = Callable[[Mapping[str, Any], Mapping[str, Any]], Tri]

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..decision import Outcome
-from ..errors import Location
-from ..request import REQUEST_FIELDS
-from ..signals import CANONICAL_SIGNALS
+from safety.errors import Location
+from safety.model.decision import Outcome
+from safety.model.request import REQUEST_FIELDS
+from safety.vehicle.signals import CANONICAL_SIGNALS
 
 FieldSource = Literal["state", "request"]
 FieldKind = Literal["number", "enum", "bool", "string"]

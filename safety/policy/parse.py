@@ -7,11 +7,10 @@ import json
 import re
 from typing import Any
 
-from .._yamlsrc import Checker, Node, load_yaml
-from ..decision import OUTCOMES, Outcome
-from ..errors import Location, PolicyError
-from ..signals import CANONICAL_SIGNALS
-from .model import (
+from safety.errors import Location, PolicyError
+from safety.model.decision import OUTCOMES, Outcome
+from safety.model.rules import RESERVED_RULE_IDS
+from safety.policy.model import (
     LINT_IGNORABLE,
     AllOf,
     AnyOf,
@@ -28,6 +27,8 @@ from .model import (
     WorkloadTrigger,
     condition_fields,
 )
+from safety.vehicle.signals import CANONICAL_SIGNALS
+from safety.yamlsource import Checker, Node, load_yaml
 
 TOP_KEYS = ("version", "name", "description", "default", "state", "rules", "activation", "budgets", "lint")
 RULE_KEYS = ("id", "ref", "description", "when", "outcome", "constraints", "exception", "reason", "overrides")
@@ -343,6 +344,14 @@ def _parse_rule(node: Node, what: str, check: Checker, fields: dict[str, FieldSp
     rule_id = check.string(v["id"], f"{what}.id") if "id" in v else None
     if rule_id is not None and not RULE_ID.match(rule_id):
         check.error("bad-id", v["id"].loc, f"rule id '{rule_id}' must be lowercase letters, digits, '-', '_' or '.'")
+        rule_id = None
+    if rule_id is not None and rule_id in RESERVED_RULE_IDS:
+        check.error(
+            "reserved-id",
+            v["id"].loc,
+            f"rule id '{rule_id}' is reserved: DriveGate itself puts it in decisions "
+            f"({', '.join(sorted(RESERVED_RULE_IDS))}); choose another id",
+        )
         rule_id = None
     if rule_id is not None:
         what = f"rule '{rule_id}'"

@@ -3,8 +3,8 @@
 :class:`Watcher` looks at the engine at the live clock's time (on every tick of the server's
 loop) and turns changes into event objects, in a fixed order within one look: ``policy``,
 ``stale``, ``driving_state``, ``workload``, ``restrictions``, ``deferred``.  Restrictions are
-the outcomes of the built-in probe set (``safety.replay.BUILTIN_PROBES``), asked as verdicts
-(:meth:`safety.engine.EngineView.verdict`): the rules only, so probes never count against the
+the outcomes of the built-in probe set (``safety.replay.timeline.BUILTIN_PROBES``), asked as verdicts
+(:meth:`safety.engine.engine.EngineView.verdict`): the rules only, so probes never count against the
 run-time budgets, never queue, and never fill the decision log.
 """
 
@@ -14,9 +14,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..engine import Engine, EngineView
-from ..replay import BUILTIN_PROBES
-from .protocol import PROTOCOL_VERSION
+from safety.client.protocol import PROTOCOL_VERSION
+from safety.engine.engine import Engine, EngineView
+from safety.replay.timeline import BUILTIN_PROBES
 
 
 class Watcher:

@@ -20,9 +20,9 @@ from typing import Any
 
 import can
 
-from ..engine import Engine
-from .clock import LiveClock
-from .protocol import ServiceError
+from safety.engine.engine import Engine
+from safety.errors import ServiceError
+from safety.service.clock import LiveClock
 
 _RECV_TIMEOUT_S = 0.1  # how often the reader looks at its stop flag
 

@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .protocol import ServiceError
+from safety.errors import ServiceError
 
 SOCKET_MODE = 0o660
 

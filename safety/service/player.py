@@ -38,8 +38,8 @@ from typing import Any
 
 import can
 
-from ..errors import Location, LogFormatError
-from ..logs import read_log
+from safety.errors import Location, LogFormatError
+from safety.io.logs import read_log
 
 HEADER = struct.Struct("<BddII")
 FRAME, FRAME_EXTENDED, PASS, SKIPPED, LOG_ERROR = range(5)

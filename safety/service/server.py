@@ -3,7 +3,7 @@ a ``--replay`` read on the loop from its player process (``safety.service.player
 
 Requests are answered inline on the loop (``Engine.decide`` takes microseconds; a hop to a
 worker thread would cost more than the decision).  Nothing a client does can block the loop
-or the bus thread: lines are bounded (:data:`~safety.service.protocol.MAX_LINE_BYTES`), each
+or the bus thread: lines are bounded (:data:`~safety.client.protocol.MAX_LINE_BYTES`), each
 client has a token bucket, and what the server has not yet been able to send a client is
 bounded too: past :attr:`ServiceConfig.max_send_queue` bytes the client is dropped.
 """
@@ -27,23 +27,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..engine import Engine
-from ..errors import DriveGateError
-from .clock import LiveClock
-from .events import Watcher
-from .inputs import BusReader, BusSpec, open_bus
-from .peers import bind_unix, peer_groups, peercred
-from .player import ReplayPlayer
-from .poller import PollingSelector, realtime_policy
-from .protocol import (
-    MAX_LINE_BYTES,
-    PROTOCOL_VERSION,
-    ServiceError,
-    check_envelope,
-    encode,
-    error_line,
-    parse_message,
-)
+from safety.client.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, check_envelope, encode, error_line, parse_message
+from safety.engine.engine import Engine
+from safety.errors import DriveGateError, ServiceError
+from safety.service.clock import LiveClock
+from safety.service.events import Watcher
+from safety.service.inputs import BusReader, BusSpec, open_bus
+from safety.service.peers import bind_unix, peer_groups, peercred
+from safety.service.player import ReplayPlayer
+from safety.service.poller import PollingSelector, realtime_policy
 
 
 def log(message: str) -> None:

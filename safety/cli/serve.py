@@ -1,0 +1,181 @@
+"""``drivegate serve``: build the decision service from its arguments and run it."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import grp
+import pwd
+import sys
+from pathlib import Path
+from typing import Any
+
+from safety.audit.decisionlog import DecisionLog
+from safety.engine.engine import Engine
+from safety.errors import LogFormatError
+from safety.policy.signing import load_public_keys
+from safety.replay.timeline import profile_channel
+from safety.service.inputs import parse_bus_spec
+from safety.service.player import ReplayPlayer
+from safety.service.server import Service, ServiceConfig, log, run_service
+
+
+def register(sub: Any) -> None:
+    """Add ``serve`` to the ``drivegate`` command line."""
+    parser = sub.add_parser(
+        "serve",
+        help="run the decision service on a local socket",
+        description="Serve decisions over a Unix socket (newline-delimited JSON, see docs/protocol.md), "
+        "from a live CAN bus or a replayed log.  SIGTERM drains and exits 0; SIGHUP reloads the policy.",
+    )
+    parser.add_argument("--vehicle", required=True, help="vehicle profile (YAML beside its DBC)")
+    parser.add_argument("--policy", required=True, help="policy file (YAML); SIGHUP reloads it from this path")
+    parser.add_argument(
+        "--policy-test",
+        action="append",
+        default=[],
+        metavar="SUITE",
+        help="on SIGHUP the new policy must also pass this test suite (repeatable); it is always linted",
+    )
+    parser.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PUB",
+        help="only run a policy signed (drivegate sign) by one of these public keys, at start and on SIGHUP "
+        "(repeatable); the suites signed with it must pass on SIGHUP too",
+    )
+    parser.add_argument(
+        "--socket", required=True, type=Path, help="Unix socket path, e.g. /run/drivegate/drivegate.sock"
+    )
+    parser.add_argument(
+        "--tcp-port", type=int, metavar="N", help="also listen on 127.0.0.1:N (loopback only; 0 = any free port)"
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--bus",
+        metavar="INTERFACE:CHANNEL[,key=value...]",
+        help="read a python-can bus, e.g. socketcan:can0 or pcan:PCAN_USBBUS1,bitrate=500000",
+    )
+    source.add_argument("--replay", metavar="LOG", help="play a recorded log onto an in-process virtual bus")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="with --replay: 1 = real time, 20 = twenty times faster, 0 = flat out"
+    )
+    parser.add_argument("--loop", action="store_true", help="with --replay: start over at the end, time continuing")
+    parser.add_argument(
+        "--allow-uid", action="append", default=[], type=_uid, metavar="UID", help="allow this user (number or name)"
+    )
+    parser.add_argument(
+        "--allow-gid", action="append", default=[], type=_gid, metavar="GID", help="allow this group (number or name)"
+    )
+    parser.add_argument("--decision-log", metavar="PATH", help="write every decision to this JSONL log")
+    parser.add_argument(
+        "--decision-log-writer",
+        choices=("mmap", "write"),
+        default="mmap",
+        help="mmap (default): no system call per record, the file padded while open; write: one write() per "
+        "record, for logs shared by several writers or followed with tail -f",
+    )
+    parser.add_argument(
+        "--rate-limit", type=float, default=2000.0, metavar="N", help="requests per second per client (0 = no limit)"
+    )
+    parser.add_argument("--burst", type=float, default=200.0, metavar="N", help="requests a client may save up")
+    parser.add_argument(
+        "--input-nice",
+        type=int,
+        default=15,
+        metavar="N",
+        help="lower the CAN input threads' CPU priority by N (0..19, default 15) so decisions get the CPU first; "
+        "input read late is detected and fails closed",
+    )
+    parser.add_argument(
+        "--poll-us",
+        type=float,
+        default=200.0,
+        metavar="US",
+        help="after a client sends, poll this many microseconds for its next request before sleeping "
+        "(0..10000, default 200; 0 = never poll, for the least CPU): saves the wake-up of the loop",
+    )
+    parser.set_defaults(run=serve)
+
+
+def _uid(text: str) -> int:
+    try:
+        return int(text) if text.isdigit() else pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user: {text}") from None
+
+
+def _gid(text: str) -> int:
+    try:
+        return int(text) if text.isdigit() else grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such group: {text}") from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load, listen, serve until SIGTERM; the exit code.  Unusable input raises ``DriveGateError``
+    (the CLI prints it and exits 2)."""
+    problem = _check_args(args)
+    if problem:
+        print(f"drivegate serve: {problem}", file=sys.stderr)
+        return 2
+    trusted = load_public_keys(args.trusted_key) if args.trusted_key else None
+    decision_log = DecisionLog(args.decision_log, writer=args.decision_log_writer) if args.decision_log else None
+    engine = Engine.load(args.vehicle, args.policy, decision_log=decision_log, trusted_keys=trusted)
+    for warning in engine.warnings:
+        log(f"warning: {warning}")
+    config = ServiceConfig(
+        socket_path=Path(args.socket),
+        policy_path=Path(args.policy),
+        policy_tests=tuple(Path(t) for t in args.policy_test),
+        trusted_keys=trusted,
+        tcp_port=args.tcp_port,
+        allow_uids=frozenset(args.allow_uid),
+        allow_gids=frozenset(args.allow_gid),
+        rate=args.rate_limit,
+        burst=args.burst,
+        input_nice=args.input_nice,
+        poll_s=args.poll_us / 1e6,
+    )
+    if args.tcp_port is not None and (config.allow_uids or config.allow_gids):
+        log("warning: TCP peers carry no credentials; with --allow-uid/--allow-gid every TCP client is refused")
+    service: Service
+
+    def on_log_error(error: LogFormatError) -> None:
+        service.log_errors += 1
+        if service.log_errors <= 10:
+            log(f"replay: {error}")
+
+    replay = None
+    if args.replay:
+        # The player stands in for the car's bus, which in a car does not share the CPU: its
+        # process runs at the input's priority so the simulation does not crowd out what it feeds.
+        replay = ReplayPlayer(
+            args.replay, profile_channel(engine), args.speed, args.loop, on_log_error, nice=args.input_nice
+        )
+    bus = parse_bus_spec(args.bus) if args.bus else None
+    # Everything loaded so far (DBC, compiled policy, caches) lives as long as the process: move
+    # it out of the collector's sight.  A full collection over it takes about 30 ms here, a stall
+    # of every client's decisions when it happens; after freeze() it takes microseconds.
+    gc.collect()
+    gc.freeze()
+    service = Service(engine, config, bus=bus, replay=replay)
+    return run_service(service)
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if args.speed < 0:
+        return "--speed must be >= 0"
+    if not args.replay and (args.loop or args.speed != 1.0):
+        return "--speed and --loop go with --replay"
+    if args.tcp_port is not None and not 0 <= args.tcp_port <= 65535:
+        return "--tcp-port must be 0..65535"
+    if not 0 <= args.input_nice <= 19:
+        return "--input-nice must be 0..19"
+    if not 0 <= args.poll_us <= 10_000:
+        return "--poll-us must be 0..10000"
+    if args.rate_limit < 0 or args.burst < 1:
+        return "--rate-limit must be >= 0 and --burst >= 1"
+    return None

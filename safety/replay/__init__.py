@@ -1,0 +1,2 @@
+"""Replay: a recorded log through the engine, as a timeline of states and probe decisions.
+"""

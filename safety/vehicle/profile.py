@@ -1,0 +1,320 @@
+"""Vehicle profiles: where each canonical signal lives in one car's DBC.
+
+A profile is a YAML file beside its DBC (see ``dbc/demo_sedan.yaml``).  Loading checks
+every entry against the DBC and collects every problem, each naming the file, the line,
+the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cantools
+
+from safety.errors import DbcError, LoadError, Location, ProfileError
+from safety.vehicle.decode import frame_label, signal_value_range
+from safety.vehicle.signals import CANONICAL_SIGNALS, REQUIRED_SIGNALS
+from safety.yamlsource import Checker, Node, load_yaml
+
+PROFILE_KEYS = ("dbc", "signals", "name", "description")
+SIGNAL_KEYS = ("message", "signal", "signals", "combine", "scale", "offset", "invert", "map", "max_age_ms", "bus")
+COMBINES = ("sum", "mean", "min", "max")
+# Value-table names that mean "no valid value" in real DBCs (SNA = signal not available).
+INVALID_CHOICE = re.compile(
+    r"^(SNA|N/?A|NOT[_ ]?AVAILABLE|INVALID|INVALID[_ ].*|.*[_ ]INVALID|ERROR|FAULT|FAULTY|UNDEFINED|UNKNOWN|"
+    r"NOT[_ ]?DEFINED|SIGNAL[_ ]?NOT[_ ]?AVAILABLE|INIT|INITIALI[SZ]ING)$",
+    re.IGNORECASE,
+)
+# Without a max_age_ms in the profile, a signal is stale after this many DBC cycle times.
+CYCLES_UNTIL_STALE = 3
+MIN_DEFAULT_AGE_S = 0.1
+
+
+@dataclass(frozen=True)
+class SignalSource:
+    """One canonical signal's place in the DBC, and how to turn raw values into canonical ones."""
+
+    name: str
+    frame_id: int
+    is_extended: bool
+    message: str
+    signals: tuple[str, ...]
+    combine: str
+    scale: float
+    offset: float
+    invert: bool
+    value_map: Mapping[int, Any] | None  # raw integer -> canonical value (enums and bools)
+    max_age: float  # seconds
+    bus: str | None
+    loc: Location
+
+    @property
+    def frame(self) -> str:
+        return f"0x{self.frame_id:0{8 if self.is_extended else 3}X}"
+
+
+@dataclass(frozen=True)
+class VehicleProfile:
+    """A loaded profile: its DBC and the sources of the canonical signals it provides."""
+
+    file: str
+    dbc_file: str
+    database: Any  # cantools.database.can.Database
+    sources: Mapping[str, SignalSource]
+    name: str = ""
+    warnings: tuple[str, ...] = field(default=())
+
+    def max_ages(self) -> dict[str, float]:
+        return {name: src.max_age for name, src in self.sources.items()}
+
+
+def _make_error(code: str, loc: Location, message: str) -> ProfileError:
+    return ProfileError(message, loc, code=code)
+
+
+def load_dbc(path: str | Path) -> Any:
+    """Load a DBC leniently (real DBCs often fail strict checks); name the file and cantools' reason."""
+    name = str(path)
+    try:
+        return cantools.database.load_file(name, strict=False)
+    except FileNotFoundError as exc:
+        raise LoadError([DbcError("DBC file not found", Location(file=name), code="dbc-missing")]) from exc
+    except Exception as exc:  # cantools raises many types; all mean the same to the user
+        raise LoadError(
+            [DbcError(f"cantools cannot load this DBC: {exc}", Location(file=name), code="dbc-invalid")]
+        ) from exc
+
+
+def load_profile(path: str | Path) -> VehicleProfile:
+    """Read a vehicle profile and its DBC; raise LoadError listing every problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LoadError(
+            [ProfileError(f"cannot read the profile: {exc}", Location(file=name), code="unreadable")]
+        ) from exc
+    check = Checker(_make_error)
+    root = load_yaml(name, text, _make_error, check.errors)
+    if not check.mapping(root, "the profile", PROFILE_KEYS, ("dbc", "signals")):
+        check.errors.raise_if_any()
+    dbc_node = root.value.get("dbc")
+    dbc_text = check.string(dbc_node, "dbc") if dbc_node is not None else None
+    if dbc_text is None or dbc_node is None:
+        check.errors.raise_if_any()
+        raise AssertionError("unreachable")
+    dbc_path = Path(dbc_text) if Path(dbc_text).is_absolute() else Path(name).parent / dbc_text
+    if not dbc_path.is_file():
+        check.error("dbc-missing", dbc_node.loc, f"DBC file '{dbc_text}' not found (looked at {dbc_path})")
+        check.errors.raise_if_any()
+    try:
+        database = load_dbc(dbc_path)
+    except LoadError as exc:
+        for err in exc.errors:
+            check.error(err.code, dbc_node.loc, f"{err.message} ({dbc_path})")
+        check.errors.raise_if_any()
+        raise
+    sources: dict[str, SignalSource] = {}
+    signals_node = root.value.get("signals")
+    if signals_node is not None and check.mapping(signals_node, "signals", tuple(CANONICAL_SIGNALS)):
+        for canonical, entry in signals_node.items():
+            if canonical not in CANONICAL_SIGNALS:
+                continue
+            src = _parse_source(canonical, entry, database, dbc_path.name, check)
+            if src is not None:
+                sources[canonical] = src
+        for required in REQUIRED_SIGNALS:
+            if required not in signals_node.value:
+                check.error(
+                    "missing-signal",
+                    signals_node.loc,
+                    f"the profile must map the required signal '{required}' "
+                    f"({CANONICAL_SIGNALS[required].description})",
+                )
+    title = root.value.get("name")
+    check.errors.raise_if_any()
+    return VehicleProfile(
+        file=name,
+        dbc_file=str(dbc_path),
+        database=database,
+        sources=sources,
+        name=str(title.value) if title is not None else Path(name).stem,
+    )
+
+
+def _lookup_message(node: Node, database: Any, dbc_name: str, what: str, check: Checker) -> Any:
+    ref = node.value
+    try:
+        if isinstance(ref, bool):
+            raise KeyError(ref)
+        if isinstance(ref, int):
+            return database.get_message_by_frame_id(ref)
+        if isinstance(ref, str):
+            return database.get_message_by_name(ref)
+    except KeyError:
+        pass
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        check.error("unknown-message", node.loc, f"{what}: no message with frame id 0x{ref:X} in {dbc_name}")
+    elif isinstance(ref, str):
+        close = difflib.get_close_matches(ref, [m.name for m in database.messages], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        check.error("unknown-message", node.loc, f"{what}: no message '{ref}' in {dbc_name}{hint}")
+    else:
+        check.error("expected-type", node.loc, f"{what} must be a message name or a frame id, got {ref!r}")
+    return None
+
+
+def _parse_source(canonical: str, node: Node, database: Any, dbc_name: str, check: Checker) -> SignalSource | None:
+    what = f"signals.{canonical}"
+    if not check.mapping(node, what, SIGNAL_KEYS, ("message",)):
+        return None
+    v = node.value
+    spec = CANONICAL_SIGNALS[canonical]
+    if ("signal" in v) == ("signals" in v):
+        check.error("missing-key", node.loc, f"{what} needs exactly one of 'signal' or 'signals'")
+        return None
+    message = _lookup_message(v["message"], database, dbc_name, f"{what}.message", check) if "message" in v else None
+    if message is None:
+        return None
+    names: list[str] = []
+    if "signal" in v:
+        one = check.string(v["signal"], f"{what}.signal")
+        names = [one] if one else []
+        name_nodes = [v["signal"]]
+    else:
+        group = v["signals"]
+        if not group.is_seq or not group.value:
+            check.error("expected-type", group.loc, f"{what}.signals must be a non-empty list of DBC signal names")
+            return None
+        names = [check.string(n, f"{what}.signals") or "" for n in group.value]
+        name_nodes = list(group.value)
+    known = {s.name: s for s in message.signals}
+    for text, name_node in zip(names, name_nodes, strict=False):
+        if text and text not in known:
+            close = difflib.get_close_matches(text, list(known), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            check.error(
+                "unknown-signal", name_node.loc, f"{what}: message '{message.name}' has no signal '{text}'{hint}"
+            )
+            return None
+    if not all(names):
+        return None
+    combine = "sum"
+    if "combine" in v:
+        combine = check.choice(v["combine"], f"{what}.combine", COMBINES) or "sum"
+    elif len(names) > 1:
+        check.error("missing-key", node.loc, f"{what}: several signals need 'combine' ({', '.join(COMBINES)})")
+    scale = check.number(v["scale"], f"{what}.scale") if "scale" in v else 1.0
+    offset = check.number(v["offset"], f"{what}.offset") if "offset" in v else 0.0
+    invert = bool(check.boolean(v["invert"], f"{what}.invert")) if "invert" in v else False
+    bus = check.string(v["bus"], f"{what}.bus") if "bus" in v else None
+    value_map = None
+    if spec.kind != "number":
+        if "map" not in v:
+            check.error(
+                "missing-key",
+                node.loc,
+                f"{what}: '{canonical}' takes the values {_values_text(spec)}; give a 'map' from DBC values",
+            )
+            return None
+        if len(names) > 1:
+            check.error("bad-map", node.loc, f"{what}: a mapped signal must be a single DBC signal")
+            return None
+        value_map = _parse_map(v["map"], known[names[0]], spec, what, check)
+        if value_map is None:
+            return None
+        for key in ("scale", "offset", "invert", "combine"):
+            if key in v:
+                check.error("bad-key", node.key_loc(key), f"{what}: '{key}' applies only to numeric signals")
+    elif "map" in v:
+        check.error("bad-map", node.key_loc("map"), f"{what}: '{canonical}' is a number ({spec.unit}); it takes no map")
+    max_age = _max_age(v.get("max_age_ms"), message, what, check, node.loc)
+    if max_age is None or scale is None or offset is None:
+        return None
+    return SignalSource(
+        name=canonical,
+        frame_id=message.frame_id,
+        is_extended=message.is_extended_frame,
+        message=message.name,
+        signals=tuple(names),
+        combine=combine,
+        scale=scale,
+        offset=offset,
+        invert=invert,
+        value_map=value_map,
+        max_age=max_age,
+        bus=bus,
+        loc=node.loc,
+    )
+
+
+def _values_text(spec: Any) -> str:
+    return "true, false" if spec.kind == "bool" else ", ".join(spec.values)
+
+
+def _parse_map(node: Node, signal: Any, spec: Any, what: str, check: Checker) -> dict[int, Any] | None:
+    if not node.is_map or not node.value:
+        check.error(
+            "expected-type", node.loc, f"{what}.map must be a non-empty mapping of DBC value -> canonical value"
+        )
+        return None
+    choices = {str(name): int(raw) for raw, name in (signal.choices or {}).items()}
+    allowed: tuple[Any, ...] = (False, True) if spec.kind == "bool" else spec.values
+    out: dict[int, Any] = {}
+    ok = True
+    for text, target in node.items():
+        key = target.key
+        if isinstance(key, int) and not isinstance(key, bool):
+            raw = key
+        elif str(key) in choices:
+            raw = choices[str(key)]
+        else:
+            names = ", ".join(choices) if choices else "none (use raw integers)"
+            check.error(
+                "bad-map",
+                node.key_loc(text),
+                f"{what}.map: '{text}' is not a value of DBC signal '{signal.name}'; its named values: {names}",
+            )
+            ok = False
+            continue
+        value = target.value
+        if isinstance(value, bool) != (spec.kind == "bool") or value not in allowed:
+            check.error(
+                "bad-map",
+                target.loc,
+                f"{what}.map: {text} -> {value!r} is not a canonical value; expected one of: {_values_text(spec)}",
+            )
+            ok = False
+            continue
+        out[raw] = value
+    return out if ok else None
+
+
+def _max_age(node: Node | None, message: Any, what: str, check: Checker, entry: Location) -> float | None:
+    if node is not None:
+        ms = check.number(node, f"{what}.max_age_ms", minimum=1)
+        return None if ms is None else ms / 1000.0
+    if message.cycle_time:
+        # Three cycles, but never under 100 ms: a loaded head unit delays frames by tens of ms.
+        return max(CYCLES_UNTIL_STALE * float(message.cycle_time) / 1000.0, MIN_DEFAULT_AGE_S)
+    check.error(
+        "missing-key",
+        entry,
+        f"{what}: give max_age_ms; the DBC gives no cycle time (GenMsgCycleTime) for '{message.name}'",
+    )
+    return None
+
+
+def raw_validity(signal: Any) -> tuple[frozenset[int], float | None, float | None]:
+    """Raw values the DBC names as not available, and the physical range it declares."""
+    invalid = frozenset(int(raw) for raw, name in (signal.choices or {}).items() if INVALID_CHOICE.match(str(name)))
+    low, high = signal_value_range(signal)
+    return invalid, low, high
+
+
+__all__ = ["SignalSource", "VehicleProfile", "frame_label", "load_dbc", "load_profile", "raw_validity"]

@@ -1,0 +1,490 @@
+"""Vehicle state: the latest value of each canonical signal, and the states derived from them.
+
+Time comes only from the frames (or the caller's ``now``): the tracker never reads a
+clock, so replaying a log gives the same states every time.
+
+Fail closed: a signal is unknown when it was never received, when its last frame is
+older than its ``max_age``, when the DBC marked the raw value invalid, or when the value
+is implausible (out of physical range, or a jump no car can make).  Unknown speed or
+gear makes ``driving_state`` unknown; an unknown workload input makes ``workload``
+unknown unless another input already says high.  The policy treats unknown as the most
+demanding driving.
+
+Derived states use hysteresis (thresholds from the policy) so that a value hovering
+around a threshold cannot make them flap.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from safety.vehicle.signals import CANONICAL_SIGNALS
+
+
+class DrivingState(StrEnum):
+    """What the car is doing (Android Automotive's PARKED / IDLING / MOVING, with hysteresis)."""
+
+    PARKED = "parked"  # gear P
+    STATIONARY = "stationary"  # standing still in another gear (hysteresis on the speed)
+    MOVING = "moving"
+    UNKNOWN = "unknown"  # speed, gear or the standstill history unknown: the most demanding
+
+
+class Workload(StrEnum):
+    """How demanding the driving is right now (Volvo IDIS style triggers and hold)."""
+
+    LOW = "low"
+    HIGH = "high"
+    UNKNOWN = "unknown"  # a trigger's signal unknown: treated as the most demanding
+
+
+UNKNOWN = "unknown"  # the one spelling of unknown, in both enums
+# How many consecutive rejected samples, each plausible against the one before, make a
+# new anchor: a real step change (after a gap, say) must not leave a signal unknown forever.
+REANCHOR_AFTER = 3
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A reason for high workload: |value| (or value) at ``on`` or above until below ``off``; or value in ``values``."""
+
+    signal: str
+    on: float = math.inf
+    off: float = math.inf
+    use_abs: bool = False
+    values: frozenset[Any] = frozenset()
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Thresholds for the derived states; compiled from a policy's ``state:`` section."""
+
+    standstill_on: float = 0.5  # km/h: at or below this the car stands still ...
+    standstill_off: float = 2.0  # ... until it exceeds this
+    triggers: tuple[Trigger, ...] = ()
+    hold_s: float = 0.0  # workload stays high this long after the last trigger
+    bands: tuple[tuple[str, float], ...] = ()  # (name, upper edge exclusive); last edge inf
+    band_hysteresis: float = 0.0
+    rate_window_s: float = 0.1  # steering rate derived from the angle over this window
+
+
+@dataclass(slots=True)
+class _Signal:
+    max_age: float
+    value: Any = None
+    time: float = -math.inf
+    why_unknown: str = "never received"
+    anchor: float | None = None  # last plausible value (numbers)
+    anchor_time: float = -math.inf
+    pending: float | None = None
+    pending_time: float = -math.inf
+    pending_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """The vehicle state at one time, as decisions see it.  ``None`` means unknown."""
+
+    time: float | None
+    values: Mapping[str, Any]  # canonical and derived fields; None = unknown
+    ages: Mapping[str, float | None]  # seconds since the frame that carried each signal
+    unknown: Mapping[str, str]  # why each unknown canonical signal is unknown
+    driving_state: DrivingState
+    workload: Workload
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "driving_state": self.driving_state.value,
+            "workload": self.workload.value,
+            "values": dict(self.values),
+            "ages": dict(self.ages),
+            "unknown": dict(self.unknown),
+        }
+
+
+@dataclass
+class StateCounters:
+    implausible: dict[str, int] = field(default_factory=dict)
+    invalid: dict[str, int] = field(default_factory=dict)
+
+
+class VehicleState:
+    """Tracks canonical signals and derived states from timed samples.
+
+    ``max_age`` gives the staleness limit (seconds) of every signal the vehicle provides;
+    signals not in it are never known.  ``watch`` names state fields whose changes matter
+    to the policy (numbers with their thresholds): ``changes`` counts such changes so a
+    replay re-decides only when a decision could differ.
+    """
+
+    def __init__(
+        self,
+        max_age: Mapping[str, float],
+        config: StateConfig | None = None,
+        *,
+        watch: Mapping[str, tuple[float, ...]] | None = None,
+        watch_values: Iterable[str] = (),
+    ) -> None:
+        self.config = config or StateConfig()
+        self._signals: dict[str, _Signal] = {name: _Signal(age) for name, age in max_age.items()}
+        self.derive_rate = "steering_rate" not in self._signals and "steering_angle" in self._signals
+        if self.derive_rate:
+            angle_age = self._signals["steering_angle"].max_age
+            self._signals["steering_rate"] = _Signal(angle_age + self.config.rate_window_s)
+        self._rate_ref: tuple[float, float] | None = None
+        self.counters = StateCounters()
+        self.latest_time: float | None = None
+        # derived state, evolved sample by sample
+        self._standstill: bool | None = None
+        self._trigger_active: list[bool | None] = [None] * len(self.config.triggers)
+        self._high_until = -math.inf
+        self._band: int | None = None
+        self._gear: Any = None
+        self._edges = tuple(edge for _, edge in self.config.bands[:-1])
+        # change tracking for replays
+        self._watch = {k: v for k, v in (watch or {}).items() if k in self._signals}
+        self._watch_values = frozenset(watch_values) & set(self._signals)
+        self._cells: dict[str, Any] = {}
+        self.changes = 0
+        self._derived_sig: tuple[Any, ...] = ()
+        self._expired: set[str] = set()
+        self._hold_pending = False
+        self.next_expiry = math.inf  # no state can go stale before this frame time
+        self._triggers_of: dict[str, tuple[int, ...]] = {}
+        for i, trig in enumerate(self.config.triggers):
+            self._triggers_of[trig.signal] = (*self._triggers_of.get(trig.signal, ()), i)
+        # The angle feeds the derived rate on every sample, repeated or not.
+        self._rate_source = frozenset({"steering_angle"} if self.derive_rate else ())
+        self.fast_repeats = True  # tests turn it off to prove it changes nothing
+
+    def carry_over(
+        self,
+        config: StateConfig,
+        *,
+        watch: Mapping[str, tuple[float, ...]] | None = None,
+        watch_values: Iterable[str] = (),
+    ) -> VehicleState:
+        """A tracker with new thresholds (a new policy) that keeps every signal's latest sample.
+
+        The derived states restart from the latest values under the new thresholds, as at
+        start-up (a value between two thresholds starts on the demanding side).
+        """
+        fresh = VehicleState(
+            {n: s.max_age for n, s in self._signals.items() if n != "steering_rate" or not self.derive_rate},
+            config,
+            watch=watch,
+            watch_values=watch_values,
+        )
+        for name, sig in self._signals.items():
+            fresh._signals[name] = replace(sig)
+        fresh._rate_ref = self._rate_ref
+        fresh.counters = self.counters
+        fresh.latest_time = self.latest_time
+        # A workload hold in progress stays in force: a reload must never relax it early.
+        fresh._high_until = self._high_until
+        fresh._hold_pending = self._hold_pending
+        for name, sig in sorted(fresh._signals.items(), key=lambda item: item[1].time):
+            if sig.time != -math.inf:
+                fresh._evolve(name, sig.value, sig.time)
+                fresh._track(name, sig.value, sig.time)
+        fresh.changes += 1
+        return fresh
+
+    # ------------------------------------------------------------------ updates
+    def provides(self, name: str) -> bool:
+        return name in self._signals
+
+    def update(self, name: str, value: Any, t: float, *, invalid: bool = False) -> None:
+        """Record one sample of a canonical signal at frame time ``t``.
+
+        ``value`` None with ``invalid`` True means the DBC marked the raw value not available.
+        """
+        sig = self._signals.get(name)
+        if sig is None:
+            return
+        if self.latest_time is None or t > self.latest_time:
+            self.latest_time = t
+        previous = sig.value
+        if (
+            self.fast_repeats
+            and value is not None
+            and value == previous
+            and type(value) is type(previous)
+            and t >= sig.time
+            and name not in self._expired
+            and name not in self._rate_source
+        ):
+            # The same value again (most frames repeat the last one): plausibility holds (it
+            # equals the anchor) and every hysteresis is idempotent, so only time moves.
+            sig.time = t
+            sig.anchor_time = t
+            sig.pending_count = 0
+            for i in self._triggers_of.get(name, ()):
+                if self._trigger_active[i]:
+                    self._extend_hold(t)
+            return
+        if value is None:
+            sig.value, sig.time = None, t
+            sig.why_unknown = "invalid value (DBC marks it not available)" if invalid else "invalid value"
+            if invalid:
+                self.counters.invalid[name] = self.counters.invalid.get(name, 0) + 1
+        elif isinstance(value, float | int) and not isinstance(value, bool):
+            if not self._plausible(name, sig, float(value), t):
+                self.counters.implausible[name] = self.counters.implausible.get(name, 0) + 1
+                sig.value, sig.time = None, t
+            else:
+                sig.value, sig.time = value, t
+        else:
+            sig.value, sig.time = value, t
+        if name == "steering_angle" and self.derive_rate:
+            self._derive_rate(sig.value, t)
+        self._evolve(name, sig.value, t)
+        self._track(name, sig.value, t)
+
+    def _plausible(self, name: str, sig: _Signal, value: float, t: float) -> bool:
+        spec = CANONICAL_SIGNALS.get(name)
+        if not math.isfinite(value):
+            sig.why_unknown = f"implausible value {value}"
+            return False
+        if spec is None or spec.physical_range is None:
+            return True
+        low, high = spec.physical_range
+        if not low <= value <= high:
+            sig.why_unknown = f"implausible value {value:g} {spec.unit} (outside {low:g}..{high:g})"
+            return False
+        if spec.max_rate is None:
+            return True
+        if sig.anchor is None or t - sig.anchor_time > 10 * sig.max_age:
+            # No recent plausible value to compare with: accept as a new anchor.
+            sig.anchor, sig.anchor_time, sig.pending_count = value, t, 0
+            return True
+        limit = spec.max_rate * max(t - sig.anchor_time, 0.0) + spec.jump_tolerance
+        if abs(value - sig.anchor) <= limit:
+            sig.anchor, sig.anchor_time, sig.pending_count = value, t, 0
+            return True
+        # Rejected.  Several rejected samples that agree with each other are a real
+        # step (e.g. the sensor re-initialised), not a glitch: re-anchor on them.
+        if sig.pending is not None and abs(value - sig.pending) <= (
+            spec.max_rate * max(t - sig.pending_time, 0.0) + spec.jump_tolerance
+        ):
+            sig.pending_count += 1
+        else:
+            sig.pending_count = 1
+        sig.pending, sig.pending_time = value, t
+        if sig.pending_count >= REANCHOR_AFTER:
+            sig.anchor, sig.anchor_time, sig.pending_count = value, t, 0
+            return True
+        sig.why_unknown = (
+            f"implausible jump {sig.anchor:g} -> {value:g} {spec.unit} in {max(t - sig.anchor_time, 0.0):.3f} s"
+        )
+        return False
+
+    def _derive_rate(self, angle: Any, t: float) -> None:
+        rate_sig = self._signals["steering_rate"]
+        if angle is None:
+            self._rate_ref = None
+            rate_sig.value, rate_sig.time, rate_sig.why_unknown = None, t, "steering angle unknown"
+            self._evolve("steering_rate", None, t)
+            self._track("steering_rate", None, t)
+            return
+        ref = self._rate_ref
+        window = self.config.rate_window_s
+        if ref is None or t - ref[0] > 10 * window or t < ref[0]:
+            self._rate_ref = (t, float(angle))
+            return
+        dt = t - ref[0]
+        if dt >= window:
+            rate = (float(angle) - ref[1]) / dt
+            self._rate_ref = (t, float(angle))
+            rate_sig.value, rate_sig.time = rate, t
+            self._evolve("steering_rate", rate, t)
+            self._track("steering_rate", rate, t)
+
+    def _evolve(self, name: str, value: Any, t: float) -> None:
+        """Advance the hysteresis of every derived state that ``name`` feeds."""
+        cfg = self.config
+        if name == "gear":
+            self._gear = value
+        elif name == "speed":
+            if value is None:
+                self._standstill = None
+                self._band = None
+            else:
+                speed = abs(value)
+                if self._standstill is None:
+                    # Starting up: only a clear standstill counts as one (fail closed).
+                    self._standstill = speed <= cfg.standstill_on
+                elif self._standstill and speed > cfg.standstill_off:
+                    self._standstill = False
+                elif not self._standstill and speed <= cfg.standstill_on:
+                    self._standstill = True
+                if cfg.bands:
+                    self._band = self._next_band(speed)
+        for i, trig in enumerate(cfg.triggers):
+            if trig.signal != name:
+                continue
+            if value is None:
+                self._trigger_active[i] = None
+            elif trig.values:
+                self._trigger_active[i] = value in trig.values
+            else:
+                x = abs(value) if trig.use_abs else value
+                active = self._trigger_active[i]
+                # Starting up (None) inside the hysteresis band counts as active: the demanding side.
+                if active is None or active:
+                    self._trigger_active[i] = x >= trig.off
+                else:
+                    self._trigger_active[i] = x >= trig.on
+            if self._trigger_active[i]:
+                self._extend_hold(t)
+
+    def _extend_hold(self, t: float) -> None:
+        hold = self.config.hold_s
+        if t + hold > self._high_until:
+            self._high_until = t + hold
+            self._hold_pending = hold > 0
+            if self._hold_pending and self._high_until < self.next_expiry:
+                self.next_expiry = self._high_until
+
+    def _next_band(self, speed: float) -> int:
+        edges = self._edges
+        band = self._band
+        if band is None:
+            return bisect_right(edges, speed)
+        while band < len(edges) and speed >= edges[band]:
+            band += 1
+        while band > 0 and speed < edges[band - 1] - self.config.band_hysteresis:
+            band -= 1
+        return band
+
+    def _track(self, name: str, value: Any, t: float) -> None:
+        """Count changes that can change a decision; keep the time the next signal expires."""
+        sig = self._signals[name]
+        expiry = sig.time + sig.max_age
+        if expiry < self.next_expiry:
+            self.next_expiry = expiry
+        if self._hold_pending and self._high_until < self.next_expiry:
+            self.next_expiry = self._high_until
+        if name in self._expired:
+            self._expired.discard(name)
+            self.changes += 1
+        if name in self._watch:
+            cell = None if value is None else _cell(self._watch[name], value)
+            if self._cells.get(name, "never") != cell:
+                self._cells[name] = cell
+                self.changes += 1
+        elif name in self._watch_values and self._cells.get(name, "never") != value:
+            self._cells[name] = value
+            self.changes += 1
+        derived = (self._standstill, self._band, self._gear, *self._trigger_active)
+        if derived != self._derived_sig:
+            self._derived_sig = derived
+            self.changes += 1
+
+    def expire(self, t: float) -> None:
+        """Note, at frame time ``t``, signals gone stale and workload holds run out.
+
+        Cheap to call on every frame: it does work only once ``t`` reaches
+        ``next_expiry``.
+        """
+        if t < self.next_expiry:
+            return
+        following = math.inf
+        for name, sig in self._signals.items():
+            if sig.time == -math.inf:
+                continue
+            expiry = sig.time + sig.max_age
+            if t > expiry:
+                if name not in self._expired:
+                    self._expired.add(name)
+                    self.changes += 1
+            elif expiry < following:
+                following = expiry
+        if self._hold_pending:
+            if t >= self._high_until:
+                self._hold_pending = False
+                self.changes += 1
+            elif self._high_until < following:
+                following = self._high_until
+        self.next_expiry = following
+
+    # ------------------------------------------------------------------ queries
+    def ages(self, now: float) -> dict[str, float | None]:
+        """Seconds since each signal's last frame at ``now`` (None: never received)."""
+        # On the logged decision path: plain comparisons, no calls.
+        return {
+            name: (now - t if t < now else 0.0) if (t := sig.time) != -math.inf else None
+            for name, sig in self._signals.items()
+        }
+
+    def snapshot(self, now: float | None = None) -> StateSnapshot:
+        """The state at ``now`` (default: the latest frame time).  Never reads a clock."""
+        if now is None:
+            now = self.latest_time
+        values: dict[str, Any] = {}
+        ages: dict[str, float | None] = {}
+        unknown: dict[str, str] = {}
+        for name, sig in self._signals.items():
+            if sig.time == -math.inf or now is None:
+                values[name] = None
+                ages[name] = None
+                unknown[name] = "never received"
+                continue
+            age = max(now - sig.time, 0.0)
+            ages[name] = age
+            if age > sig.max_age:
+                values[name] = None
+                unknown[name] = f"stale: last frame {age:.3f} s ago (max {sig.max_age:.3f} s)"
+            else:
+                values[name] = sig.value
+                if sig.value is None:
+                    unknown[name] = sig.why_unknown
+        for name in CANONICAL_SIGNALS:
+            if name not in values:
+                values[name] = None
+                ages[name] = None
+        driving = self._driving_state(values)
+        workload = self._workload(values, now)
+        # The evaluator's input spells every unknown field None, and values are plain strings.
+        values["driving_state"] = None if driving is DrivingState.UNKNOWN else driving.value
+        values["workload"] = None if workload is Workload.UNKNOWN else workload.value
+        if self.config.bands:
+            values["speed_band"] = (
+                None if self._band is None or values["speed"] is None else self.config.bands[self._band][0]
+            )
+        return StateSnapshot(now, values, ages, unknown, driving, workload)
+
+    def _driving_state(self, values: Mapping[str, Any]) -> DrivingState:
+        gear, speed = values.get("gear"), values.get("speed")
+        if gear is None or speed is None or self._standstill is None:
+            return DrivingState.UNKNOWN
+        if gear == "P":
+            return DrivingState.PARKED
+        return DrivingState.STATIONARY if self._standstill else DrivingState.MOVING
+
+    def _workload(self, values: Mapping[str, Any], now: float | None) -> Workload:
+        unknown = False
+        for trig, active in zip(self.config.triggers, self._trigger_active, strict=True):
+            if trig.signal not in self._signals:
+                continue
+            if values.get(trig.signal) is None or active is None:
+                unknown = True
+            elif active:
+                return Workload.HIGH
+        if now is not None and now < self._high_until:
+            return Workload.HIGH
+        return Workload.UNKNOWN if unknown else Workload.LOW
+
+
+def _cell(thresholds: tuple[float, ...], value: Any) -> Any:
+    """Which interval of ``thresholds`` holds ``value``, telling equality apart."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return value
+    i = bisect_right(thresholds, value)
+    return 2 * i + (1 if i and thresholds[i - 1] == value else 0)
