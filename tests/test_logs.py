@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safety.errors import Location, LogFormatError
-from safety.io import logs as logs_module
+from safety.io import candump as candump_module
 from safety.io.logs import SUPPORTED_FORMATS, Frame, iter_candump, log_format, read_log
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -380,15 +380,15 @@ def test_fast_paths_accept_exactly_what_the_careful_parser_accepts(
     lines = text.split("\n")
     if text.endswith("\n"):
         lines.pop()
-    logs_module._ID_VALUES.clear()
-    careful = [logs_module._parse_candump_line(line) for line in lines]
-    block = logs_module._candump_block_fast(text)  # learns the ids it accepts
+    candump_module._ID_VALUES.clear()
+    careful = [candump_module._parse_candump_line(line) for line in lines]
+    block = candump_module._candump_block_fast(text)  # learns the ids it accepts
     if block is not None:
         assert block == careful
     for frame in batch:
         width = 8 if frame.is_extended_id else 3
-        logs_module._ID_VALUES[f"{frame.arbitration_id:0{width}X}"] = frame.arbitration_id
-    assert [logs_module._parse_candump_line(line) for line in lines] == careful
+        candump_module._ID_VALUES[f"{frame.arbitration_id:0{width}X}"] = frame.arbitration_id
+    assert [candump_module._parse_candump_line(line) for line in lines] == careful
     errors: list[LogFormatError] = []
     parsed = list(iter_candump(lines, on_error=errors.append))
     assert parsed == [r for r in careful if isinstance(r, Frame)]

@@ -24,7 +24,8 @@ import can
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing the package
 
-from safety.io.logs import _candump_lines, iter_candump, read_log  # noqa: E402
+from safety.io.candump import _candump_lines, iter_candump  # noqa: E402
+from safety.io.logs import read_log  # noqa: E402
 
 LOG = ROOT.parent / "shared" / "data" / "comma2k19_rav4_2017" / "comma2k19_rav4_2018-08-02_seg40.log.gz"
 

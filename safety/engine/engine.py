@@ -26,10 +26,10 @@ from safety.audit.decisionlog import DecisionLog
 from safety.decide.budgets import DeferralQueue, DeferredEvent
 from safety.decide.explain import Explanation
 from safety.decide.pipeline import DecisionPipeline, internal_error, request_id_of
+from safety.engine.gate import PolicyCheck, load_gated_policy, reload_checks
 from safety.errors import PolicyCheckError
 from safety.model.decision import Decision, Outcome
-from safety.policy import CompiledPolicy, compile_policy, load_policy, parse_policy_text
-from safety.policy.signing import verify_policy
+from safety.policy import CompiledPolicy
 from safety.vehicle.frames import FrameDecoder
 from safety.vehicle.profile import VehicleProfile, load_profile
 from safety.vehicle.state import StateSnapshot, VehicleState
@@ -111,7 +111,7 @@ class Engine:
         are the bytes compiled.
         """
         log = DecisionLog(decision_log) if isinstance(decision_log, str | Path) else decision_log
-        return cls(load_profile(vehicle), _load_policy(policy, trusted_keys)[0], decision_log=log)
+        return cls(load_profile(vehicle), load_gated_policy(policy, trusted_keys)[0], decision_log=log)
 
     # ------------------------------------------------------------------ policy changes
     def reload(
@@ -120,7 +120,7 @@ class Engine:
         *,
         tests: Sequence[str | Path] = (),
         min_coverage: float | None = None,
-        checks: Iterable[Callable[[CompiledPolicy], Sequence[str]]] | None = None,
+        checks: Iterable[PolicyCheck] | None = None,
         trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> str:
         """Swap to a new policy atomically; return "active" or "pending".
@@ -139,18 +139,9 @@ class Engine:
                 raise TypeError("trusted_keys needs the policy's path: a signature covers the file")
             new = policy
         else:
-            new, signed_tests = _load_policy(policy, trusted_keys)
+            new, signed_tests = load_gated_policy(policy, trusted_keys)
             tests = [*tests, *signed_tests]
-        if checks is None:
-            from safety.workflow.lint import policy_check  # lint builds on the engine's modules: import when used
-
-            checks = [policy_check]
-        checks = list(checks)
-        if tests:
-            from safety.workflow.policytest import suite_check
-
-            checks.append(suite_check(tests, min_coverage))
-        problems = [problem for check in checks for problem in check(new)]
+        problems = [problem for check in reload_checks(checks, tests, min_coverage) for problem in check(new)]
         if problems:
             raise PolicyCheckError(new.file, problems)
         with self._lock:
@@ -368,18 +359,3 @@ class EngineView:
         one already asked), and only costs the caller a recomputation.
         """
         return earlier is not None and earlier._values is self._values and earlier.policy.hash == self.policy.hash
-
-
-def _load_policy(
-    path: str | Path, trusted_keys: Mapping[str, Ed25519PublicKey] | None
-) -> tuple[CompiledPolicy, list[Path]]:
-    """Load a policy, and the test suites signed with it.
-
-    With ``trusted_keys`` only a policy signed by one of them loads, compiled from the very
-    bytes verified (a file swapped after the check is never the one enforced).
-    """
-    if trusted_keys is None:
-        return load_policy(path), []
-    verified = verify_policy(path, trusted_keys)
-    compiled = compile_policy(parse_policy_text(str(path), verified.text))
-    return replace(compiled, signed_by=verified.key_id), verified.test_paths()

@@ -1,0 +1,49 @@
+"""The frame every log reader yields, and what all readers share (error reporting, CAN limits)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from safety.errors import LogFormatError
+
+
+class Frame(NamedTuple):
+    """One CAN frame as read from a log."""
+
+    timestamp: float  # seconds, as in the log (absolute where the format has it)
+    arbitration_id: int
+    is_extended_id: bool
+    data: bytes
+    channel: str | None  # e.g. "can0"; None when the format has none
+    is_error_frame: bool = False
+    is_remote_frame: bool = False
+
+
+ErrorHandler = Callable[[LogFormatError], None]
+
+CAN_ERR_FLAG = 0x20000000  # SocketCAN's error-frame flag, which candump prints as part of the id
+CAN_EFF_MASK = 0x1FFFFFFF
+CAN_SFF_MASK = 0x7FF
+FD_LENGTHS = frozenset((0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64))
+HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def reporter(on_error: ErrorHandler | None) -> ErrorHandler:
+    """``on_error`` itself, or (strict mode, ``None``) a handler that raises the first error."""
+    if on_error is not None:
+        return on_error
+
+    def strict(error: LogFormatError) -> None:
+        raise error
+
+    return strict
+
+
+def show(text: str, limit: int = 60) -> str:
+    """``repr`` of a piece of input, shortened so one bad line cannot flood the error list."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def is_hex(text: str) -> bool:
+    return text.isascii() and not text.strip(HEX_DIGITS)

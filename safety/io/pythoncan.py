@@ -1,0 +1,221 @@
+"""The formats python-can reads for us: ASC (Vector ASCII), BLF (Vector binary), TRC (PEAK), MF4 (ASAM MDF 4).
+
+Each frame is checked (DLC against length) and converted to :class:`~safety.io.frame.Frame`;
+a reader that fails mid-file is reported at the place it stopped, and the frames before stay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import can
+from can.io.trc import TRCFileVersion
+
+from safety.errors import Location, LogFormatError
+from safety.io.files import open_binary, open_text
+from safety.io.frame import (
+    ErrorHandler,
+    Frame,
+    show,
+)
+
+
+class CountingLines:
+    """A text file that counts the lines python-can has taken from it, for error locations."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self._file = file
+        self.line = 0
+
+    def __iter__(self) -> CountingLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._file)
+        self.line += 1
+        return line
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+
+class _CountingBytes:
+    """A binary file that counts the bytes python-can has read, to notice a truncated BLF."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.consumed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self.consumed += len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+_ASC_SHORT_MILLIS = re.compile(r"(\d{1,2}:\d{2}:\d{2})\.(\d{1,2})(?!\d)")
+
+
+class ASCReader(can.ASCReader):
+    """python-can's ASCReader with absolute time, and a fix for times python-can itself wrote.
+
+    With ``relative_timestamp=False`` python-can adds the wall-clock start of the file (the
+    ``date`` line, then each ``Begin Triggerblock`` line) to the relative times.  Caveats, read
+    from python-can 4.6.1's asc.py:
+
+    * python-can's ASCWriter writes that start as ``%S.{msec}`` without zero padding, so 5 ms
+      comes out as ``.5`` and reads back as 500 ms: absolute times shift by up to 0.99 s.
+      CANoe always writes 3 digits, so a 1- or 2-digit fraction is taken as milliseconds here.
+    * The start has millisecond resolution, so absolute times are exact only to 1 ms (and a
+      python-can-written file loses the first frame's sub-millisecond part); differences
+      between frames are exact.
+    * The wall clock carries no time zone; like python-can we read it in local time.
+    * A start that cannot be parsed (a locale python-can does not know) would make python-can
+      raise and lose the whole file; here it is reported once and times stay relative.
+    """
+
+    def __init__(self, file: CountingLines) -> None:
+        super().__init__(file, relative_timestamp=False)  # type: ignore[arg-type]
+        self._lines = file
+        self.bad_start: tuple[int, str] | None = None  # (line, text) of an unreadable start time
+
+    def _datetime_to_timestamp(self, datetime_string: str) -> float:  # type: ignore[override]
+        padded = _ASC_SHORT_MILLIS.sub(lambda m: f"{m.group(1)}.{m.group(2).zfill(3)}", datetime_string)
+        try:
+            start = float(can.ASCReader._datetime_to_timestamp(padded))
+        except ValueError:
+            self.bad_start = (self._lines.line, datetime_string)
+            return 0.0
+        self.bad_start = None
+        return start
+
+
+def _channel_name(channel: Any) -> str | None:
+    if channel is None:
+        return None
+    if isinstance(channel, int):
+        return f"can{channel}"
+    return str(channel)
+
+
+def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: ErrorHandler) -> Iterator[Frame]:
+    """Frames from python-can's reader for ``fmt``, checked and converted.
+
+    The readers are built here rather than through ``can.LogReader``: for ``x.asc.gz`` LogReader
+    drops keyword arguments (so no absolute ASC time) and it refuses names with more than two
+    suffixes (``drive.2020.asc.gz``); passing an open gzip stream works for every reader.
+    """
+    text_lines: CountingLines | None = None
+    blf_bytes: _CountingBytes | None = None
+    reader: can.io.generic.MessageReader
+    try:
+        if fmt in ("asc", "trc"):
+            text_lines = CountingLines(open_text(path, gz))
+            reader = ASCReader(text_lines) if fmt == "asc" else can.TRCReader(text_lines)  # type: ignore[arg-type]
+        elif fmt == "blf":
+            blf_bytes = _CountingBytes(open_binary(path, gz))
+            reader = can.BLFReader(blf_bytes)  # type: ignore[arg-type]
+        else:  # mf4: python-can loads a stream into memory, a path it maps itself
+            reader = can.MF4Reader(open_binary(path, True) if gz else path)
+    except Exception as exc:  # python-can raises many kinds here; all mean "not readable"
+        if text_lines is not None:
+            text_lines.close()
+        report(
+            LogFormatError(
+                f"python-can cannot open it as {fmt.upper()}: {type(exc).__name__}: {exc}", Location(file=file)
+            )
+        )
+        return
+
+    def where() -> Location:
+        return Location(file=file, line=text_lines.line if text_lines is not None else 0)
+
+    has_channel: bool | None = None  # decided at the first frame, once python-can read the header
+    index = 0  # frames read so far, for binary formats' error messages
+    messages = iter(reader)
+    try:
+        while True:
+            try:
+                msg = next(messages)
+            except StopIteration:
+                # python-can stops quietly where a BLF's compressed data runs out; its header
+                # knows how long the file should be.
+                if (
+                    isinstance(reader, can.BLFReader)
+                    and blf_bytes is not None
+                    and blf_bytes.consumed < reader.file_size
+                ):
+                    report(
+                        LogFormatError(
+                            f"file is truncated: its header says {reader.file_size} bytes, "
+                            f"found {blf_bytes.consumed}; frames after frame {index} are lost",
+                            where(),
+                        )
+                    )
+                return
+            except Exception as exc:  # python-can raises many kinds mid-file (struct.error, ...)
+                report(
+                    LogFormatError(
+                        f"python-can's {fmt.upper()} reader failed after {index} frames: {type(exc).__name__}: {exc}",
+                        where(),
+                    )
+                )
+                return
+            index += 1
+            if has_channel is None:
+                has_channel = _format_has_channel(reader)
+                if isinstance(reader, ASCReader) and reader.bad_start is not None:
+                    line, start = reader.bad_start
+                    report(
+                        LogFormatError(
+                            f"cannot read the ASC start time {show(start)}, expected e.g. "
+                            "'Sat Sep 30 15:06:13.191 2017'; timestamps are relative to the measurement start",
+                            Location(file=file, line=line),
+                        )
+                    )
+            data = bytes(msg.data)
+            if not (msg.is_remote_frame or msg.is_error_frame):
+                # A classic frame's DLC 9..15 still means 8 bytes; python-can gives FD's DLC as a length.
+                expected = msg.dlc if msg.is_fd else min(msg.dlc, 8)
+                if len(data) != expected:
+                    report(
+                        LogFormatError(
+                            f"DLC/length mismatch in frame {index} (id {msg.arbitration_id:#x}): "
+                            f"found {len(data)} data bytes, expected {expected} from DLC {msg.dlc}",
+                            where(),
+                        )
+                    )
+                    continue
+            yield Frame(
+                float(msg.timestamp),
+                msg.arbitration_id,
+                msg.is_extended_id,
+                data,
+                _channel_name(msg.channel) if has_channel else None,
+                msg.is_error_frame,
+                msg.is_remote_frame,
+            )
+    finally:
+        # ASC/TRC/BLF stop themselves at the end, MF4 does not; a second stop() may raise.
+        with contextlib.suppress(Exception):
+            reader.stop()
+
+
+def _format_has_channel(reader: can.io.generic.MessageReader) -> bool:
+    """Whether the file records channels; python-can invents channel 1 for TRC files without one."""
+    if isinstance(reader, can.TRCReader):
+        version = reader.file_version
+        if version == TRCFileVersion.V1_3:
+            return True
+        return version in (TRCFileVersion.V2_0, TRCFileVersion.V2_1) and "B" in reader.columns
+    return True
