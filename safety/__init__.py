@@ -23,9 +23,9 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it.  A test keeps this, __all__ and the TYPE_CHECKING
 # imports below in agreement.
 _EXPORTS: dict[str, str] = {
-    "AsyncClient": "safety.client.client",
+    "AsyncClient": "safety.client.aio",
     "Client": "safety.client.client",
-    "Fallback": "safety.client.client",
+    "Fallback": "safety.client.base",
     "Decision": "safety.model.decision",
     "Outcome": "safety.model.decision",
     "REQUEST_FIELDS": "safety.model.request",
@@ -98,7 +98,9 @@ __all__ = [
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name is imported on first use
     from safety.audit.decisionlog import DecisionLog
-    from safety.client.client import AsyncClient, Client, Fallback
+    from safety.client.aio import AsyncClient
+    from safety.client.base import Fallback
+    from safety.client.client import Client
     from safety.decide.pipeline import DecisionPipeline
     from safety.engine.engine import Engine, EngineView
     from safety.errors import (

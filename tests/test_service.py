@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT
 
-from safety.client.client import AsyncClient, Client
+from safety.client.aio import AsyncClient
+from safety.client.client import Client
 from safety.client.protocol import MAX_LINE_BYTES
 from safety.model.decision import Outcome
 
