@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from safety.builtin import policy_path
 from safety.policy import CompiledPolicy, compile_policy, load_policy, parse_policy_text
 from safety.policy.signing import verify_policy
 from safety.workflow.lint import policy_check
@@ -34,6 +35,7 @@ def load_gated_policy(
     With ``trusted_keys`` only a policy signed by one of them loads, compiled from the very
     bytes verified (a file swapped after the check is never the one enforced).
     """
+    path = policy_path(path)
     if trusted_keys is None:
         return load_policy(path), []
     verified = verify_policy(path, trusted_keys)

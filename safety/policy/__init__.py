@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safety.builtin import policy_path
 from safety.errors import LoadError, Location, PolicyError
 from safety.policy.compile import CompiledPolicy, CompiledRule, compile_policy
 from safety.policy.model import PolicyDoc
@@ -13,7 +14,11 @@ __all__ = ["CompiledPolicy", "CompiledRule", "PolicyDoc", "compile_policy", "loa
 
 
 def load_policy(path: str | Path) -> CompiledPolicy:
-    """Read, parse and compile a policy file.  Raises LoadError listing every problem."""
+    """Read, parse and compile a policy file (or a built-in: ``default``, ``speed-bands``).
+
+    Raises LoadError listing every problem.
+    """
+    path = policy_path(path)
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -16,6 +16,7 @@ from typing import Any
 
 import cantools
 
+from safety.builtin import vehicle_path
 from safety.errors import DbcError, LoadError, Location, ProfileError
 from safety.vehicle.decode import frame_label, signal_value_range
 from safety.vehicle.signals import CANONICAL_SIGNALS, REQUIRED_SIGNALS
@@ -91,7 +92,8 @@ def load_dbc(path: str | Path) -> Any:
 
 
 def load_profile(path: str | Path) -> VehicleProfile:
-    """Read a vehicle profile and its DBC; raise LoadError listing every problem."""
+    """Read a vehicle profile (or a built-in: ``demo-sedan``) and its DBC; raise LoadError listing every problem."""
+    path = vehicle_path(path)
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
