@@ -181,7 +181,7 @@ def test_an_invalid_request_is_explained_as_the_engine_denies_it(tiny: Path) -> 
     result = explain_cli(
         tiny, "tiny.yaml", "--state", '{"speed": 0, "gear": "P"}', "--request", json.dumps({**TEXT, "content": "gif"})
     )
-    assert result.returncode == 0
+    assert result.returncode == 2  # explained, and still unusable input (#9: was 0)
     assert result.stdout.splitlines()[-5:] == [
         "invalid request: unknown content 'gif'; expected one of: text, image, video, list, keyboard, none",
         "decision: deny",

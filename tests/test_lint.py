@@ -57,7 +57,7 @@ def test_loader_problems_are_findings_sorted_by_place(tmp_path: Path) -> None:
     )
     path = write(tmp_path, "bad.yaml", bad)
     result = lint(path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a policy that does not load is unusable input (#9: was 1)
     assert result.stdout.splitlines() == [
         f"{path}:7:5: unknown-key: unknown key 'whne' in rules[0]; expected one of: constraints, description, "
         "exception, id, outcome, overrides, reason, ref, when",
@@ -193,7 +193,7 @@ def test_ignore_warnings_by_code_but_never_errors(tmp_path: Path) -> None:
         CLEAN.replace("default: deny\n", "default: deny\nlint: {ignore: [gap, unreachable-rule]}\n"),
     )
     result = lint(bad)
-    assert result.returncode == 1
+    assert result.returncode == 2  # the policy does not load (#9: was 1)
     assert result.stdout == (
         f"{bad}:4:22: unknown-value: lint.ignore: 'unreachable-rule' cannot be ignored; expected one of: conflict, "
         "gap, narrow-hysteresis, override-unused, redundant-rule, shadowed-rule, unmapped-signal, weak-ref\n"

@@ -52,7 +52,9 @@ def main() -> int:
         ms = statistics.median(float(str(r["ms"])) for r in results)
         rss = statistics.median(float(str(r["rss_mb"])) for r in results)
         modules = statistics.median(int(str(r["modules"])) for r in results)
-        print(f"{name:9s} import {ms:7.1f} ms   peak RSS {rss:6.1f} MB   modules {modules:5.0f}   heavy {results[0]['heavy']}")
+        print(
+            f"{name:9s} import {ms:7.1f} ms   peak RSS {rss:6.1f} MB   modules {modules:5.0f}   heavy {results[0]['heavy']}"
+        )
     return 0
 
 

@@ -1,2 +1,1 @@
-"""The audit trail: the decision log (JSON lines, rotated) and the file writers under it.
-"""
+"""The audit trail: the decision log (JSON lines, rotated) and the file writers under it."""

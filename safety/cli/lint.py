@@ -1,4 +1,9 @@
-"""``drivegate lint``: the command line of :mod:`safety.workflow.lint`."""
+"""``drivegate lint``: the command line of :mod:`safety.workflow.lint`.
+
+Exit 0 clean; 1 findings (every analysis finding of a policy that loads), or compared policies
+that differ; 2 unusable input (a policy, vehicle profile or compared policy that does not load:
+unreadable, not YAML, empty, an unknown key or value; its problems are still listed).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,15 @@ import json
 import sys
 from typing import Any
 
+from safety.cli.common import (
+    BUILTIN_HINT,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    add_command,
+    policy_arg,
+    vehicle_arg,
+)
 from safety.errors import DriveGateError, LoadError
 from safety.policy import load_policy
 from safety.policy.model import LINT_IGNORABLE
@@ -18,17 +32,35 @@ from safety.workflow.lint import FileReport, lint_file, load_findings
 
 def register(sub: Any) -> None:
     """Add ``drivegate lint``."""
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
         "lint",
         help="check policies: loader problems, unreachable/shadowed/redundant rules, conflicts, gaps",
         description="Check policy files and analyse them over the whole state × request space. "
-        "Exit 0 clean, 1 findings (or compared policies differ), 2 unusable input.",
+        "Exit 0 clean, 1 findings (or compared policies differ), 2 unusable input (a policy or vehicle "
+        "profile that does not load: unreadable, not YAML, an unknown key or value).",
+        examples=(
+            "drivegate lint default speed-bands",
+            "drivegate lint my-policy.yaml --vehicle demo-sedan",
+            "drivegate lint --compare default my-policy.yaml",
+            "drivegate lint default --no-policy-ignore --format json",
+        ),
     )
-    parser.add_argument("policies", nargs="*", metavar="POLICY", help="policy files (YAML)")
     parser.add_argument(
-        "--vehicle", help="vehicle profile: warn about signals the policy uses that it does not provide"
+        "policies", nargs="*", metavar="POLICY", type=policy_arg, help=f"policy files (YAML): {BUILTIN_HINT}"
     )
-    parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="is NEW more or less permissive than OLD?")
+    parser.add_argument(
+        "--vehicle",
+        type=vehicle_arg,
+        help=f"vehicle profile ({BUILTIN_HINT}): warn about signals the policy uses that it does not provide",
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        type=policy_arg,
+        metavar=("OLD", "NEW"),
+        help="is NEW more or less permissive than OLD? (each a built-in name or a path)",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     parser.add_argument(
         "--max-examples", type=int, default=5, metavar="N", help="gap groups and compare examples shown (default: 5)"
@@ -53,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``drivegate lint``; return the exit code."""
     if not args.policies and not args.compare:
         print("drivegate lint: give at least one POLICY, or --compare OLD NEW", file=sys.stderr)
-        return 2
+        return EXIT_UNUSABLE
     if args.max_examples < 0:
         print("drivegate lint: --max-examples must be >= 0", file=sys.stderr)
-        return 2
+        return EXIT_UNUSABLE
     findings: list[LintFinding] = []
     unusable = False
     vehicle = None
@@ -95,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             findings.append(LintFinding(exc.code, "error", exc.location, exc.message))
             unusable = True
     findings.sort(key=lambda f: f.location)  # stable: a place's findings keep their order
-    code = 2 if unusable else 1 if findings or (comparison and comparison.result != "equivalent") else 0
+    differs = comparison is not None and comparison.result != "equivalent"
+    code = EXIT_UNUSABLE if unusable else EXIT_FINDINGS if findings or differs else EXIT_OK
     if args.format == "json":
         print(json.dumps(_json(reports, findings, comparison, code), indent=2, default=str))
     else:

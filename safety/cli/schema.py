@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from safety.cli.common import EXIT_OK, add_command
 from safety.policy.schema import SCHEMAS, schema_text
 
 
 def register(sub: Any) -> None:
     """Add ``drivegate schema``."""
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
         "schema",
         help="print the JSON Schema of policy files or vehicle profiles (for YAML editors)",
-        description="Print a JSON Schema (draft 2020-12) to stdout.",
+        description="Print a JSON Schema (draft 2020-12) to stdout.  Point a YAML editor at it (e.g. the "
+        "yaml-language-server `# yaml-language-server: $schema=policy.schema.json` comment) to get completion "
+        "and errors while writing.",
+        examples=(
+            "drivegate schema policy > policy.schema.json",
+            "drivegate schema vehicle > vehicle.schema.json",
+        ),
     )
     parser.add_argument("kind", choices=SCHEMAS, help="policy: policies/*.yaml; vehicle: dbc/*.yaml profiles")
     parser.set_defaults(run=run)
@@ -22,4 +30,4 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the schema."""
     print(schema_text(args.kind), end="")
-    return 0
+    return EXIT_OK

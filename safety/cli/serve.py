@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safety import builtin
 from safety.audit.decisionlog import DecisionLog
+from safety.cli.common import BUILTIN_HINT, EXIT_UNUSABLE, add_command, policy_arg, suite_arg, vehicle_arg
 from safety.engine.engine import Engine
 from safety.errors import LogFormatError
 from safety.policy.signing import load_public_keys
@@ -22,20 +24,42 @@ from safety.service.server import Service, ServiceConfig, log, run_service
 
 def register(sub: Any) -> None:
     """Add ``serve`` to the ``drivegate`` command line."""
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
         "serve",
         help="run the decision service on a local socket",
-        description="Serve decisions over a Unix socket (newline-delimited JSON, see docs/protocol.md), "
-        "from a live CAN bus or a replayed log.  SIGTERM drains and exits 0; SIGHUP reloads the policy.",
+        description="Serve decisions over a Unix socket (newline-delimited JSON), from a live CAN bus or a "
+        "replayed log.  SIGTERM drains and exits 0; SIGHUP reloads the policy."
+        f"\n\nThe wire protocol is documented in {builtin.protocol_path()}, installed with DriveGate "
+        "(docs/protocol.md in the source tree); `drivegate protocol` prints it.",
+        examples=(
+            "drivegate serve --vehicle car.yaml --policy policy.yaml --socket /run/drivegate/drivegate.sock "
+            "--bus socketcan:can0",
+            "drivegate serve --vehicle demo-sedan --policy default --socket /tmp/drivegate.sock "
+            "--replay drive.log --loop --speed 10",
+            "drivegate protocol | less    # what a client sends and gets back",
+        ),
     )
-    parser.add_argument("--vehicle", required=True, help="vehicle profile (YAML beside its DBC)")
-    parser.add_argument("--policy", required=True, help="policy file (YAML); SIGHUP reloads it from this path")
+    parser.add_argument(
+        "--vehicle",
+        required=True,
+        type=vehicle_arg,
+        help=f"vehicle profile (YAML beside its DBC): {BUILTIN_HINT}, e.g. demo-sedan",
+    )
+    parser.add_argument(
+        "--policy",
+        required=True,
+        type=policy_arg,
+        help=f"policy file (YAML): {BUILTIN_HINT}, e.g. default; SIGHUP reloads it from this path",
+    )
     parser.add_argument(
         "--policy-test",
         action="append",
         default=[],
+        type=suite_arg,
         metavar="SUITE",
-        help="on SIGHUP the new policy must also pass this test suite (repeatable); it is always linted",
+        help="on SIGHUP the new policy must also pass this test suite (repeatable; a built-in policy name is "
+        "its suite); it is always linted",
     )
     parser.add_argument(
         "--trusted-key",
@@ -101,6 +125,7 @@ def register(sub: Any) -> None:
 
 
 def _uid(text: str) -> int:
+    """argparse type: a user id, as a number or a name."""
     try:
         return int(text) if text.isdigit() else pwd.getpwnam(text).pw_uid
     except KeyError:
@@ -108,6 +133,7 @@ def _uid(text: str) -> int:
 
 
 def _gid(text: str) -> int:
+    """argparse type: a group id, as a number or a name."""
     try:
         return int(text) if text.isdigit() else grp.getgrnam(text).gr_gid
     except KeyError:
@@ -120,7 +146,7 @@ def serve(args: argparse.Namespace) -> int:
     problem = _check_args(args)
     if problem:
         print(f"drivegate serve: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_UNUSABLE
     trusted = load_public_keys(args.trusted_key) if args.trusted_key else None
     decision_log = DecisionLog(args.decision_log, writer=args.decision_log_writer) if args.decision_log else None
     engine = Engine.load(args.vehicle, args.policy, decision_log=decision_log, trusted_keys=trusted)

@@ -56,6 +56,7 @@ from safety.model.decision import Decision
 # Re-exported: what callers of the blocking client use with it.
 __all__ = ["DEFAULT_SPIN_S", "Client", "Fallback", "decision_from_response"]
 
+
 class Client(_ClientBase):
     """A blocking client; one connection, reused, reopened after a failure.  Thread-safe (calls
     are serialised).

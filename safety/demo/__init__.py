@@ -1,2 +1,1 @@
-"""The demo: a scripted drive of the demo sedan (its frame generator) and the live demo.
-"""
+"""The demo: a scripted drive of the demo sedan (its frame generator) and the live demo."""

@@ -21,11 +21,15 @@ SHORT = {"allow": "allow", "deny": "DENY", "defer": "defer", "degrade": "degr."}
 
 
 def run_demo(vehicle: Path, policy: Path, speed: float = DEMO_SPEED) -> int:
+    """Play the scripted drive at ``speed`` times real time (0: as fast as possible) onto a virtual
+    bus, decide along it with ``vehicle`` and ``policy`` and print each change; 0 unless the player
+    failed (1)."""
     engine = Engine.load(vehicle, policy)
     start = 0.0
+    pace = f"{speed:g}x real time" if speed > 0 else "full speed (unpaced)"
     print(
         f"DriveGate demo: {engine.profile.name} on a virtual CAN bus, policy '{engine.policy.name}' "
-        f"({engine.policy.hash}); the {drive_duration():.0f} s drive at {speed:g}x real time."
+        f"({engine.policy.hash}); the {drive_duration():.0f} s drive at {pace}."
     )
     header = f"{'t (s)':>6}  {'phase':<22} {'km/h':>6} {'gear':>4} {'angle':>6}  {'state':<10} {'load':<5} " + " ".join(
         f"{name[:9]:>9}" for name in SHOWN

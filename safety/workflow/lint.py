@@ -13,8 +13,8 @@ the default decides, narrow hysteresis, short refs, unmapped signals, analysis l
 Warnings whose code a policy lists in ``lint: {ignore: [...]}`` (or ``--ignore`` names) are
 not reported, only counted; ``--no-policy-ignore`` shows them.  Errors are never ignored.
 Both count as findings: exit 0 when there are none, 1 when there are findings (or the
-compared policies differ), 2 when an input is unusable (unreadable, not YAML, empty, or a
-vehicle profile that does not load).  Findings go to stdout sorted by place; notes and a
+compared policies differ), 2 when an input is unusable (a policy or a vehicle
+profile that does not load: unreadable, not YAML, empty, an unknown key or value).  Findings go to stdout sorted by place; notes and a
 one-line summary go to stderr.
 """
 
@@ -33,8 +33,6 @@ from safety.vehicle.signals import CANONICAL_SIGNALS
 from safety.workflow.analysis import Analysis, analyze
 from safety.workflow.findings import LintFinding, condition_tests
 from safety.yamlsource import load_yaml
-
-UNUSABLE = frozenset({"unreadable", "yaml-syntax", "empty-file"})
 
 
 @dataclass
@@ -73,7 +71,8 @@ def lint_file(
         policy = load_policy(path)
     except LoadError as exc:
         report.findings = load_findings(exc)
-        report.unusable = any(f.code in UNUSABLE for f in report.findings)
+        # A policy that does not load cannot be analysed: unusable input (exit 2), whatever the problem.
+        report.unusable = True
         report.seconds = time.perf_counter() - start
         return report
     report.analysis = analyze(policy, max_examples=max_examples, default_loc=default_location(policy))

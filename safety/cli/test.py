@@ -1,8 +1,9 @@
-"""``drivegate test`` (policy test files, rule coverage) and ``drivegate explain`` (one decision, whole).
+"""``drivegate test POLICY [TEST...]``: run a policy's test files and measure its rule coverage.
 
-Exit codes, as for every command: 0 all good; 1 the command ran and found problems (a
-failed check, coverage under ``--coverage``); 2 unusable input, with every problem printed
-as ``file:line:col: code: message``.
+A built-in policy name runs its own suite when no TEST is given (``drivegate test default``);
+a TEST that is a built-in policy name is that policy's suite.  Exit 0 every check passed (and
+the coverage is met); 1 a check failed or the coverage is under ``--coverage``; 2 unusable
+input, with every problem printed as ``file:line:col: code: message``.
 """
 
 from __future__ import annotations
@@ -13,66 +14,88 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from safety.errors import DriveGateError, Location, PolicyTestError
+from safety import builtin
+from safety.cli.common import (
+    BUILTIN_HINT,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    add_command,
+    builtin_suite,
+    policy_arg,
+    suite_arg,
+)
 from safety.policy import load_policy
-from safety.vehicle.profile import load_profile
 from safety.workflow.policytest import CheckResult, Report, load_test_files, run_tests
-from safety.workflow.simcar import SimCar, SimVehicle, apply_state, case_timeline, json_node, parse_state
-from safety.yamlsource import Checker
 
 
 def register(sub: Any) -> None:
-    tp = sub.add_parser(
+    """Add ``drivegate test``."""
+    parser = add_command(
+        sub,
         "test",
         help="run a policy's test files (cases and scenarios) and measure rule coverage",
         description="Run policy test files against POLICY: pass/fail per check with a diff on failure, "
-        "and the rules no check exercised.",
+        "and the rules no check exercised.  A built-in policy given without TEST runs the suite shipped "
+        "with it.",
+        examples=(
+            "drivegate test default",
+            "drivegate test speed-bands --coverage 100",
+            "drivegate test my-policy.yaml tests/my-policy.yaml --format json",
+            "drivegate test my-policy.yaml default    # the built-in default suite, against my policy",
+        ),
     )
-    tp.add_argument("policy", help="policy file (YAML)")
-    tp.add_argument("tests", nargs="+", help="test files (YAML), e.g. policies/tests/default.yaml")
-    tp.add_argument(
+    parser.add_argument(
+        "policy", metavar="POLICY", help=f"policy file (YAML): {BUILTIN_HINT} ({', '.join(builtin.policy_names())})"
+    )
+    parser.add_argument(
+        "tests",
+        nargs="*",
+        type=suite_arg,
+        metavar="TEST",
+        help="test files (YAML), e.g. policies/tests/default.yaml, or a built-in policy name for its suite "
+        "(default: the suite of a built-in POLICY)",
+    )
+    parser.add_argument(
         "--coverage",
         type=float,
         metavar="PERCENT",
         help="fail (exit 1) when fewer than PERCENT%% of the rules are exercised",
     )
-    tp.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    tp.set_defaults(run=run_test)
-    ep = sub.add_parser(
-        "explain",
-        help="explain one decision: every rule, the deciding conditions, how outcomes combined",
-        description="Explain how POLICY decides REQUEST in a vehicle state given as canonical signal values.",
-    )
-    ep.add_argument("policy", help="policy file (YAML)")
-    ep.add_argument(
-        "--state",
-        required=True,
-        help='JSON object of canonical signal values, e.g. \'{"speed": 45, "gear": "D"}\'; '
-        'also "stale", "unknown", "missing": [signals].  Signals left out are never received (unknown).',
-    )
-    ep.add_argument("--request", required=True, help="JSON object: the request")
-    ep.add_argument("--vehicle", help="vehicle profile: its signals and max ages (default: every signal, 300 ms)")
-    ep.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    ep.set_defaults(run=run_explain)
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.set_defaults(run=run)
 
 
-# ---------------------------------------------------------------------- test
-def run_test(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the tests; the exit code."""
     if args.coverage is not None and not 0 <= args.coverage <= 100:
         print("drivegate test: --coverage must be between 0 and 100", file=sys.stderr)
-        return 2
-    policy = load_policy(args.policy)
-    files = load_test_files(args.tests, policy)
+        return EXIT_UNUSABLE
+    tests: list[str] = list(args.tests)
+    if not tests:
+        # The policy is still the name as typed: only a bare built-in name has a suite to default to.
+        suite = builtin_suite(args.policy)
+        if suite is None:
+            print(
+                f"drivegate test: give the TEST files for {args.policy} (only a built-in policy, "
+                f"{', '.join(builtin.policy_names())}, brings its own suite)",
+                file=sys.stderr,
+            )
+            return EXIT_UNUSABLE
+        tests = [str(suite)]
+    policy = load_policy(policy_arg(args.policy))
+    files = load_test_files(tests, policy)
     report = run_tests(policy, files)
     met = args.coverage is None or report.coverage.percent >= args.coverage
     if args.format == "json":
         print(json.dumps(report_json(report, args.coverage), indent=2, default=str))
     else:
         print(report_text(report, args.coverage))
-    return 0 if not report.failed and met else 1
+    return EXIT_OK if not report.failed and met else EXIT_FINDINGS
 
 
 def report_text(report: Report, threshold: float | None = None) -> str:
+    """The report as text: each check, the totals, the rule coverage and the rules not exercised."""
     lines: list[str] = []
     current = None
     for result in report.results:
@@ -121,6 +144,7 @@ def _result_text(r: CheckResult) -> list[str]:
 
 
 def report_json(report: Report, threshold: float | None = None) -> dict[str, Any]:
+    """The report as a JSON-ready mapping (``drivegate test --format json``)."""
     cov = report.coverage
     return {
         "policy": {"name": report.policy.name, "file": report.policy.file, "hash": report.policy.hash},
@@ -174,39 +198,3 @@ def _ids(rules: tuple[str, ...]) -> str:
 
 def _mapping(values: Mapping[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}"
-
-
-# ---------------------------------------------------------------------- explain
-def run_explain(args: argparse.Namespace) -> int:
-    policy = load_policy(args.policy)
-    vehicle = SimVehicle()
-    if args.vehicle:
-        vehicle = SimVehicle(load_profile(args.vehicle).max_ages())
-    state_json = _json_arg(args.state, "--state")
-    request = _json_arg(args.request, "--request")
-    check = Checker(_option_error)
-    change = parse_state(json_node(state_json, "--state"), "--state", check, vehicle, base=False)
-    signals = apply_state({}, change, "--state", check, first=True) if change is not None else {}
-    check.errors.raise_if_any()
-    stale = frozenset(n for n, s in signals.items() if s.mode == "stale")
-    step, t = case_timeline(signals, stale, vehicle)
-    car = SimCar(policy, vehicle, (step,), t)
-    explanation = car.explain(car.decide(request, t))
-    if args.format == "json":
-        print(json.dumps(explanation.to_dict(), indent=2, default=str))
-    else:
-        print(explanation.render())
-    return 0
-
-
-def _json_arg(text: str, option: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PolicyTestError(
-            f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", Location(file=option), code="bad-json"
-        ) from exc
-
-
-def _option_error(code: str, loc: Location, message: str) -> DriveGateError:
-    return PolicyTestError(message, loc, code=code)

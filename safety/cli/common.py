@@ -1,0 +1,177 @@
+"""What every ``drivegate`` command shares: exit codes, the parser shape, argument types, stdout.
+
+Exit codes, the same for every command:
+
+====  ==============================================================================
+0     done, and clean: nothing found, every check passed
+1     the command ran and found something: lint findings, a failed test, a bad signature
+2     unusable input: a file that cannot be read or loaded, a bad argument (argparse too)
+130   interrupted (Ctrl-C)
+141   stdout was closed early (``drivegate ... | head -1``): the rest is dropped quietly
+====  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from safety import builtin
+from safety.errors import Location, PolicyTestError
+
+__all__ = [
+    "BUILTIN_HINT",
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FINDINGS",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNUSABLE",
+    "Stdout",
+    "add_command",
+    "builtin_names",
+    "builtin_suite",
+    "describe",
+    "examples_epilog",
+    "json_arg",
+    "output",
+    "policy_arg",
+    "policy_file_arg",
+    "suite_arg",
+    "suite_file_arg",
+    "vehicle_arg",
+]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_UNUSABLE = 2
+EXIT_INTERRUPTED = 130
+# 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe: scripts that
+# check for it (`set -o pipefail`) see the same code as for any other Unix tool.
+EXIT_BROKEN_PIPE = 141
+
+# Help text is wrapped here, by hand, because the epilogs (the examples) must keep their line
+# breaks, which needs RawDescriptionHelpFormatter -- and that formatter wraps no description.
+# 78 columns: what argparse wraps the option help to in an 80-column terminal.
+_WIDTH = 78
+
+#: How a built-in name is spelled in help texts.
+BUILTIN_HINT = "a built-in name or a path"
+
+
+def add_command(
+    sub: Any,
+    name: str,
+    *,
+    help: str,
+    description: str = "",
+    examples: Sequence[str],
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name``: ``help`` is its one line in ``drivegate --help`` and the first line of
+    its own ``--help``; ``description`` (wrapped) follows it; ``examples`` are command lines, shown
+    as they are under "examples:" (at least one: every command's help shows how to call it)."""
+    if not examples:
+        raise ValueError(f"command {name!r} needs at least one example")
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=describe(help, description),
+        epilog=examples_epilog(examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+    return parser
+
+
+def describe(summary: str, description: str = "") -> str:
+    """A ``--help`` description: ``summary`` as a sentence on one line, then ``description``'s
+    paragraphs (separated by blank lines) wrapped."""
+    text = summary[:1].upper() + summary[1:] + "."
+    if description:
+        text += "\n\n" + "\n\n".join(textwrap.fill(p, _WIDTH) for p in description.split("\n\n"))
+    return text
+
+
+def examples_epilog(examples: Sequence[str]) -> str:
+    """A ``--help`` epilog: "examples:" and the command lines, indented, as they are."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in examples)
+
+
+# ---------------------------------------------------------------------- built-in names
+def _name_or_text(text: str, path: Path) -> str:
+    # A value that is not a built-in name comes back as typed, not as Path(text): Path drops a
+    # leading "./" and doubled slashes, and file names appear in findings and JSON output.
+    return text if path == Path(text) else str(path)
+
+
+def vehicle_arg(text: str) -> str:
+    """argparse type: a built-in vehicle name (``demo-sedan``) as its profile's path, or a path."""
+    return _name_or_text(text, builtin.vehicle_path(text))
+
+
+def policy_arg(text: str) -> str:
+    """argparse type: a built-in policy name (``default``, ``speed-bands``) as its path, or a path."""
+    return _name_or_text(text, builtin.policy_path(text))
+
+
+def policy_file_arg(text: str) -> Path:
+    """:func:`policy_arg` as a :class:`~pathlib.Path`, for commands that always took one."""
+    return Path(policy_arg(text))
+
+
+def builtin_suite(text: str) -> Path | None:
+    """The suite shipped with built-in policy ``text``, when ``text`` is such a bare name."""
+    # The same test as builtin.policy_path's: a file that exists, or a value that looks like a
+    # path, is a path, even when a built-in policy has that name.
+    path = Path(text)
+    if path.exists() or len(path.parts) > 1 or path.suffix or text not in builtin.policy_names():
+        return None
+    return builtin.suite_path(text)
+
+
+def suite_arg(text: str) -> str:
+    """argparse type: a built-in policy name as the path of its suite, or a suite path."""
+    suite = builtin_suite(text)
+    return text if suite is None else str(suite)
+
+
+def suite_file_arg(text: str) -> Path:
+    """:func:`suite_arg` as a :class:`~pathlib.Path`."""
+    return Path(suite_arg(text))
+
+
+def builtin_names() -> str:
+    """The built-in names, for help texts: ``vehicles: demo-sedan; policies: default, speed-bands``."""
+    return f"vehicles: {', '.join(builtin.vehicle_names())}; policies: {', '.join(builtin.policy_names())}"
+
+
+# ---------------------------------------------------------------------- JSON arguments
+def json_arg(text: str, option: str) -> Any:
+    """``text`` parsed as JSON; unusable input (``PolicyTestError``, exit 2) if it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PolicyTestError(
+            f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", Location(file=option), code="bad-json"
+        ) from exc
+
+
+# ---------------------------------------------------------------------- stdout
+class Stdout:
+    """stdout as a context manager that does not close it (``with open(...) if out else Stdout()``)."""
+
+    def __enter__(self) -> TextIO:
+        return sys.stdout
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout.flush()
+
+
+def output(path: str | None) -> TextIO | Stdout:
+    """Where a command writes: the file ``path`` (opened for writing, UTF-8), or stdout."""
+    return open(path, "w", encoding="utf-8") if path else Stdout()
