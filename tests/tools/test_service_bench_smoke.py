@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+from conftest import ROOT
+
+# Real server, player or benchmark processes: the slow part of the suite (CI runs it all).
+pytestmark = pytest.mark.slow
 
 
 def test_bench_service_quick_runs_and_reports_every_figure() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,6 @@ from safety.policy import CompiledPolicy
 from safety.workflow.analysis import Analysis, FirstRegions, analyze
 from safety.workflow.space import BudgetExceeded, Region, Space, Walker
 
-ROOT = Path(__file__).resolve().parents[1]
 REF = "TEST-DOC §1.2"
 
 

@@ -18,6 +18,9 @@ from conftest import ROOT
 from safety.io.logs import read_log
 from safety.service.player import FRAME, FRAME_EXTENDED, HEADER, LOG_ERROR, PASS, SKIPPED
 
+# Real server, player or benchmark processes: the slow part of the suite (CI runs it all).
+pytestmark = pytest.mark.slow
+
 Record = tuple[int, float, int, bytes]
 
 

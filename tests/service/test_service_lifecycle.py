@@ -29,6 +29,9 @@ from safety.model.decision import Outcome
 from safety.policy import load_policy
 from safety.policy.signing import generate_key, load_private_key, sign_policy
 
+# Real server, player or benchmark processes: the slow part of the suite (CI runs it all).
+pytestmark = pytest.mark.slow
+
 FALLBACK = ("client-fallback",)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from safety import LoadError, load_policy
 
@@ -133,7 +134,7 @@ def test_missing_file_and_empty_file(tmp_path: Path) -> None:
 
 
 def test_shipped_policies_load() -> None:
-    root = Path(__file__).resolve().parents[1] / "policies"
+    root = ROOT / "policies"
     for path in root.glob("*.yaml"):
         policy = load_policy(path)
         assert policy.rules and all(rule.ref for rule in policy.rules), path

@@ -35,6 +35,9 @@ from safety.client.client import Client
 from safety.client.protocol import MAX_LINE_BYTES
 from safety.model.decision import Outcome
 
+# Real server, player or benchmark processes: the slow part of the suite (CI runs it all).
+pytestmark = pytest.mark.slow
+
 VIDEO = {"kind": "interaction", "category": "media", "modality": "visual", "content": "video", "priority": "low"}
 READ_ALOUD = {
     "kind": "notification",
@@ -171,6 +174,7 @@ from safety.client.client import Client
 path, video, read_aloud = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 print("ready", flush=True)
 import socket
+
 while True:  # raw connects: the client's reconnect backoff would make this poll slower
     probe = socket.socket(socket.AF_UNIX)
     try:

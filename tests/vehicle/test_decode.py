@@ -24,13 +24,14 @@ from cantools.database.can import Message, Signal
 from cantools.database.conversion import BaseConversion
 from cantools.database.errors import DecodeError
 from cantools.database.utils import create_encode_decode_formats, decode_data, encode_data
+from conftest import SHARED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safety.errors import DbcError, Location
 from safety.vehicle.decode import compile_message_reader, frame_label, signal_value_range
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = SHARED
 RAV4_DIR = SHARED_DATA / "comma2k19_rav4_2017"
 RAV4_DBC = RAV4_DIR / "toyota_new_mc_pt_generated.dbc"
 RAV4_LOG = RAV4_DIR / "comma2k19_rav4_2018-08-02_seg40.log.gz"

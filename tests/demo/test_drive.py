@@ -18,6 +18,7 @@ import can
 import cantools
 import pytest
 import yaml
+from conftest import ROOT
 
 from safety.demo.drive import (
     DEMO_DBC,
@@ -34,7 +35,6 @@ from safety.demo.drive import (
     scripted_drive,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "dbc" / "demo_sedan.yaml"
 GEN_DRIVE = ROOT / "tools" / "gen_drive.py"
 START = 1_700_000_000.0

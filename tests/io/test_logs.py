@@ -17,6 +17,7 @@ from typing import Any
 
 import can
 import pytest
+from conftest import SHARED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ from safety.errors import Location, LogFormatError
 from safety.io import candump as candump_module
 from safety.io.logs import SUPPORTED_FORMATS, Frame, iter_candump, log_format, read_log
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED
 PCAN = DATA / "python-can_test_data"
 RAV4_2017_LOG = DATA / "comma2k19_rav4_2017" / "comma2k19_rav4_2018-08-02_seg40.log.gz"
 TSS2 = DATA / "verifiedcan_rav4_tss2"
