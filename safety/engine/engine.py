@@ -179,7 +179,7 @@ class Engine:
         channel = msg.channel if isinstance(msg.channel, str) else None
         with self._lock:
             self.frames_seen += 1
-            self._decoder.feed(timestamp, msg.arbitration_id, data, channel)
+            self._decoder.feed(timestamp, msg.arbitration_id, data, channel, bool(msg.is_extended_id))
             if self._pending is not None:
                 self._activate_pending()
 

@@ -24,6 +24,7 @@ from safety.engine.engine import Engine
 from safety.errors import DriveGateError, LoadError, Location, LogFormatError, RequestError
 from safety.io.logs import Frame, read_log
 from safety.model.request import validate_request
+from safety.vehicle.frames import EXTENDED_KEY
 from safety.yamlsource import load_yaml
 
 # A built-in probe set covering every content type (and every modality).
@@ -247,7 +248,7 @@ class Timeline:
         t = 0.0
         for frame in frames:
             read += 1
-            t, arbitration_id, _, data, frame_channel, is_error, is_remote = frame
+            t, arbitration_id, is_extended, data, frame_channel, is_error, is_remote = frame
             if (
                 is_error
                 or is_remote
@@ -255,7 +256,7 @@ class Timeline:
             ):
                 skipped += 1
                 continue
-            handler = handlers.get(arbitration_id)
+            handler = handlers.get(arbitration_id | EXTENDED_KEY if is_extended else arbitration_id)
             if handler is not None:
                 handler(t, data, frame_channel)
             if t >= state.next_expiry:

@@ -23,6 +23,15 @@ _MISSING = object()
 NOT_IN_FRAME = object()
 # Decoded floats carry binary noise (45.790000000000006): compare ranges with slack.
 _RANGE_SLACK = 1e-9
+# Handlers are keyed by (id, extended) folded into one int (the bit SocketCAN uses for 29-bit
+# ids), so an 11-bit and a 29-bit message with the same number never meet; one int lookup per
+# frame keeps the replay hot path as fast as a bare id.
+EXTENDED_KEY = 1 << 31
+
+
+def frame_key(arbitration_id: int, is_extended: bool) -> int:
+    """The handler key of a frame: its id, with bit 31 set for a 29-bit id."""
+    return arbitration_id | EXTENDED_KEY if is_extended else arbitration_id
 
 
 class FrameDecoder:
@@ -35,13 +44,13 @@ class FrameDecoder:
         groups: dict[tuple[int, bool], list[SignalSource]] = {}
         for src in profile.sources.values():
             groups.setdefault((src.frame_id, src.is_extended), []).append(src)
-        self.handlers: dict[int, Callable[[float, bytes, str | None], None]] = {}
+        self.handlers: dict[int, Callable[[float, bytes, str | None], None]] = {}  # by frame_key
         for (frame_id, is_extended), sources in groups.items():
-            message = profile.database.get_message_by_frame_id(frame_id)
+            message = profile.database.get_message_by_frame_id(frame_id, force_extended_id=is_extended)
             names = list(dict.fromkeys(n for s in sources for n in s.signals))
             reader = compile_message_reader(message, names, scaled=False)
             converters = [(s.name, s.bus, _converter(s, message, names)) for s in sources]
-            self.handlers[frame_id] = self._handler(reader, converters, sink, is_extended)
+            self.handlers[frame_key(frame_id, is_extended)] = self._handler(reader, converters, sink, is_extended)
 
     def _handler(
         self,
@@ -75,9 +84,11 @@ class FrameDecoder:
         handle.is_extended = is_extended  # type: ignore[attr-defined]
         return handle
 
-    def feed(self, t: float, arbitration_id: int, data: bytes, channel: str | None = None) -> bool:
-        """Decode one frame if the profile maps its id; return whether it did."""
-        handler = self.handlers.get(arbitration_id)
+    def feed(
+        self, t: float, arbitration_id: int, data: bytes, channel: str | None = None, is_extended: bool = False
+    ) -> bool:
+        """Decode one frame if the profile maps its (id, extended); return whether it did."""
+        handler = self.handlers.get(arbitration_id | EXTENDED_KEY if is_extended else arbitration_id)
         if handler is None:
             return False
         handler(t, data, channel)

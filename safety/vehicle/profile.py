@@ -149,13 +149,40 @@ def load_profile(path: str | Path) -> VehicleProfile:
     )
 
 
+def _messages_numbered(database: Any, frame_id: int) -> list[Any]:
+    """The DBC's messages with this number: the 11-bit one first, then the 29-bit one.
+
+    cantools finds a 29-bit message numbered 0x7FF or less only when asked for an extended id.
+    """
+    found = []
+    for extended in (False, True):
+        try:
+            message = database.get_message_by_frame_id(frame_id, force_extended_id=extended)
+        except KeyError:
+            continue
+        if bool(message.is_extended_frame) == extended and message not in found:
+            found.append(message)
+    return found
+
+
 def _lookup_message(node: Node, database: Any, dbc_name: str, what: str, check: Checker) -> Any:
     ref = node.value
     try:
         if isinstance(ref, bool):
             raise KeyError(ref)
         if isinstance(ref, int):
-            return database.get_message_by_frame_id(ref)
+            found = _messages_numbered(database, ref)
+            if len(found) > 1:
+                check.error(
+                    "ambiguous-message",
+                    node.loc,
+                    f"{what}: frame id 0x{ref:X} names both an 11-bit and a 29-bit message in {dbc_name} "
+                    f"({', '.join(m.name for m in found)}); give the message name",
+                )
+                return None
+            if found:
+                return found[0]
+            raise KeyError(ref)
         if isinstance(ref, str):
             return database.get_message_by_name(ref)
     except KeyError:
