@@ -97,7 +97,7 @@ def test_log_in_use_is_still_an_os_error() -> None:
     assert str(exc) == "log-in-use: /x/decisions.jsonl: another process is writing this decision log"
 
 
-HEAVY = ("can", "cantools", "cryptography", "numpy", "yaml", "orjson_unused")
+HEAVY = ("can", "cantools", "cryptography", "numpy", "yaml")
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "DEMO_DBC",
     "DEMO_VEHICLE",
+    "bare_name",
     "policy_names",
     "policy_path",
     "protocol_path",
@@ -54,11 +55,21 @@ def policy_names() -> dict[str, Path]:
     return _yaml_names(_root() / "policies")
 
 
-def _resolve(value: str | Path, names: dict[str, Path]) -> Path:
+def bare_name(value: str | Path, names: dict[str, Path]) -> str | None:
+    """``value`` when it is one of ``names`` written bare; None when it is (or looks like) a path.
+
+    A file that exists, or a value with a directory part or a suffix, is a path, even when a
+    built-in has that name.
+    """
     path = Path(value)
-    if isinstance(value, Path) or path.exists() or len(path.parts) > 1 or path.suffix:
-        return path
-    return names.get(str(value), path)
+    if isinstance(value, Path) or path.exists() or len(path.parts) > 1 or path.suffix or str(value) not in names:
+        return None
+    return str(value)
+
+
+def _resolve(value: str | Path, names: dict[str, Path]) -> Path:
+    name = bare_name(value, names)
+    return Path(value) if name is None else names[name]
 
 
 def vehicle_path(value: str | Path) -> Path:

@@ -126,12 +126,8 @@ def policy_file_arg(text: str) -> Path:
 
 def builtin_suite(text: str) -> Path | None:
     """The suite shipped with built-in policy ``text``, when ``text`` is such a bare name."""
-    # The same test as builtin.policy_path's: a file that exists, or a value that looks like a
-    # path, is a path, even when a built-in policy has that name.
-    path = Path(text)
-    if path.exists() or len(path.parts) > 1 or path.suffix or text not in builtin.policy_names():
-        return None
-    return builtin.suite_path(text)
+    name = builtin.bare_name(text, builtin.policy_names())
+    return None if name is None else builtin.suite_path(name)
 
 
 def suite_arg(text: str) -> str:

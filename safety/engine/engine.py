@@ -82,7 +82,6 @@ class Engine:
                 policy.state_config, watch=policy.thresholds, watch_values=policy.watched_values
             )
             self._decoded_before += self._decoder.frames_decoded
-        self.policy = policy
         self._state = state
         self._decoder = FrameDecoder(self.profile, state.update)
         self._pipeline = DecisionPipeline(policy)
@@ -151,6 +150,11 @@ class Engine:
             self._pending = None
             self._install(new, self._state)
             return "active"
+
+    @property
+    def policy(self) -> CompiledPolicy:
+        """The policy in force (the one its decision pipeline decides with)."""
+        return self._pipeline.policy
 
     @property
     def pending_policy(self) -> CompiledPolicy | None:

@@ -256,6 +256,7 @@ class Timeline:
             ):
                 skipped += 1
                 continue
+            # frame_key(), inlined: this loop runs once per frame of the log.
             handler = handlers.get(arbitration_id | EXTENDED_KEY if is_extended else arbitration_id)
             if handler is not None:
                 handler(t, data, frame_channel)

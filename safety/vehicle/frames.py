@@ -50,14 +50,13 @@ class FrameDecoder:
             names = list(dict.fromkeys(n for s in sources for n in s.signals))
             reader = compile_message_reader(message, names, scaled=False)
             converters = [(s.name, s.bus, _converter(s, message, names)) for s in sources]
-            self.handlers[frame_key(frame_id, is_extended)] = self._handler(reader, converters, sink, is_extended)
+            self.handlers[frame_key(frame_id, is_extended)] = self._handler(reader, converters, sink)
 
     def _handler(
         self,
         reader: Callable[[bytes], tuple[Any, ...]],
         converters: list[tuple[str, str | None, Converter]],
         sink: Sink,
-        is_extended: bool,
     ) -> Callable[[float, bytes, str | None], None]:
         last_key: list[Any] = [None]
         last_samples: list[tuple[str, Any, bool]] = []
@@ -81,14 +80,13 @@ class FrameDecoder:
             for name, value, invalid in last_samples:
                 sink(name, value, t, invalid=invalid)
 
-        handle.is_extended = is_extended  # type: ignore[attr-defined]
         return handle
 
     def feed(
         self, t: float, arbitration_id: int, data: bytes, channel: str | None = None, is_extended: bool = False
     ) -> bool:
         """Decode one frame if the profile maps its (id, extended); return whether it did."""
-        handler = self.handlers.get(arbitration_id | EXTENDED_KEY if is_extended else arbitration_id)
+        handler = self.handlers.get(frame_key(arbitration_id, is_extended))
         if handler is None:
             return False
         handler(t, data, channel)

@@ -43,7 +43,6 @@ class Workload(StrEnum):
     UNKNOWN = "unknown"  # a trigger's signal unknown: treated as the most demanding
 
 
-UNKNOWN = "unknown"  # the one spelling of unknown, in both enums
 # How many consecutive rejected samples, each plausible against the one before, make a
 # new anchor: a real step change (after a gap, say) must not leave a signal unknown forever.
 REANCHOR_AFTER = 3

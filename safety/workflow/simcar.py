@@ -88,16 +88,31 @@ class Step:
 class Decided:
     """One decision of the simulated vehicle, with what is needed to explain it."""
 
-    outcome: Outcome
-    rules: tuple[str, ...]
-    constraints: Mapping[str, Any]
-    reason: str
+    decided: PipelineDecided  # the pipeline's own record: the decision, and any budget's change
     time: float
     values: Mapping[str, Any]
     why_unknown: Mapping[str, str]
     request: Mapping[str, Any]
-    budget: Adjustment | None
-    decided: PipelineDecided  # the pipeline's own record, which explanations narrate
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.decided.decision.outcome
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return self.decided.decision.rules
+
+    @property
+    def constraints(self) -> Mapping[str, Any]:
+        return self.decided.decision.constraints
+
+    @property
+    def reason(self) -> str:
+        return self.decided.decision.reason
+
+    @property
+    def budget(self) -> Adjustment | None:
+        return self.decided.adjustment
 
 
 class SimCar:
@@ -132,19 +147,7 @@ class SimCar:
         self.state.expire(t)
         snap = self.state.snapshot(t)
         decided = self.pipeline.decide(snap.values, request, t, budgets=True)
-        d = decided.decision
-        return Decided(
-            d.outcome,
-            d.rules,
-            dict(d.constraints),
-            d.reason,
-            t,
-            snap.values,
-            snap.unknown,
-            request,
-            decided.adjustment,
-            decided,
-        )
+        return Decided(decided, t, snap.values, snap.unknown, request)
 
     def explain(self, decided: Decided) -> Explanation:
         return self.pipeline.narrate(

@@ -9,8 +9,8 @@ import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, DemoCar, request
 
 from safety import DecisionPipeline, Engine, LoadError, Outcome, load_policy
+from safety.cli.gen_drive import candump_lines
 from safety.decide.evaluate import Evaluator
-from safety.demo.drive import render_drive
 from safety.model.rules import RESERVED_RULE_IDS
 from safety.replay.timeline import BUILTIN_PROBES, replay_file
 from safety.workflow.simcar import Signal, SimCar, SimVehicle, case_timeline
@@ -108,8 +108,7 @@ def test_an_error_inside_evaluation_is_a_deny_on_every_path(monkeypatch: pytest.
         assert decision.reason == "internal error while deciding (RuntimeError('injected')); denied"
         assert decision.request_id == "m-2"
     log = tmp_path / "drive.log"
-    frames = [f for f in render_drive() if f.timestamp < 5.0]
-    log.write_text("".join(f"({f.timestamp:.6f}) can0 {f.arbitration_id:03X}#{f.data.hex().upper()}\n" for f in frames))
+    log.write_text("".join(candump_lines(start_time=0.0, channel="can0", frames=2000)))
     timeline = io.StringIO()
     replay_file(Engine.load(DEMO_VEHICLE, DEFAULT_POLICY), log, BUILTIN_PROBES, timeline)
     lines = timeline.getvalue().splitlines()
