@@ -179,6 +179,17 @@ class Checker:
             return None
         return float(value)
 
+    def integer(self, node: Node, what: str, *, minimum: int, maximum: int) -> int | None:
+        """A whole number within [minimum, maximum]."""
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error("expected-type", node.loc, f"{what} must be a whole number, got {_describe(node)}")
+            return None
+        if not minimum <= value <= maximum:
+            self.error("out-of-range", node.loc, f"{what} must be {minimum}..{maximum}, got {value}")
+            return None
+        return value
+
     def boolean(self, node: Node, what: str) -> bool | None:
         if isinstance(node.value, bool):
             return node.value

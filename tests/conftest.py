@@ -14,6 +14,8 @@ import cantools
 import pytest
 
 from safety import Engine
+from safety.vehicle.decode import write_raw
+from safety.vehicle.e2e import seal as e2e_seal
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -37,15 +39,22 @@ class DemoCar:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.db = cantools.database.load_file(str(ROOT / "dbc" / "demo_sedan.dbc"))
+        self.counters: dict[str, int] = {}  # the next alive counter of each protected message
 
-    def frame(self, name: str, t: float, **values: Any) -> can.Message:
+    def frame(self, name: str, t: float, *, seal: bool = True, **values: Any) -> can.Message:
+        """One frame of ``name`` at ``t``; protected messages carry the next counter and a good checksum."""
         message = self.db.get_message_by_name(name)
         full: dict[str, Any] = {}
         for sig in message.signals:
             if sig.multiplexer_ids and values.get("BodyMux", 0) not in sig.multiplexer_ids:
                 continue
             full[sig.name] = values.get(sig.name, 0)
-        data = message.encode(full, strict=False)
+        data = bytearray(message.encode(full, strict=False))
+        protection = self.engine.profile.e2e.get((message.frame_id, False))
+        if protection is not None and seal:
+            counter = self.counters.get(name, 0)
+            self.counters[name] = counter + 1
+            e2e_seal(protection, data, counter, lambda d, s, raw: write_raw(d, message.get_signal_by_name(s), raw))
         return can.Message(
             timestamp=t, arbitration_id=message.frame_id, is_extended_id=False, data=data, channel="can0"
         )

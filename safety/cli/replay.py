@@ -17,7 +17,13 @@ from safety.cli.common import (
     vehicle_arg,
 )
 from safety.engine.engine import Engine
-from safety.replay.timeline import BUILTIN_PROBES, load_probes, replay_file, replay_virtual
+from safety.replay.timeline import (
+    BUILTIN_PROBES,
+    load_probes,
+    replay_file,
+    replay_virtual,
+    silent_replay_warning,
+)
 
 
 def register(sub: Any) -> None:
@@ -28,7 +34,7 @@ def register(sub: Any) -> None:
         help="replay a recorded CAN log through the engine and print the decision timeline",
         description="Replay a CAN log (candump .log, .asc, .blf, .trc, .csv, .mf4, or gzipped) "
         "and write a JSONL timeline of states and probe decisions; a summary goes to stderr. "
-        "Exit 1 when no frame could be read.",
+        "Exit 1 when no frame could be read, or when no frame matched the vehicle profile.",
         examples=(
             "drivegate gen-drive --out drive.log && drivegate replay drive.log --vehicle demo-sedan --policy default",
             "drivegate replay drive.log.gz --vehicle car.yaml --policy policy.yaml --out timeline.jsonl",
@@ -52,6 +58,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--out", help="write the timeline here (default: stdout)")
     parser.add_argument(
         "--sample-every", type=float, metavar="SECONDS", help="also write a line every SECONDS of log time"
+    )
+    parser.add_argument(
+        "--reasons",
+        action="store_true",
+        help="add to every line why each unknown signal is unknown (stale, invalid, implausible, ...)",
     )
     parser.add_argument(
         "--virtual",
@@ -82,11 +93,16 @@ def run(args: argparse.Namespace) -> int:
     out: TextIO
     with output(args.out) as out:
         if args.virtual:
-            summary = replay_virtual(engine, args.log, probes, out, args.sample_every, args.speed)
+            summary = replay_virtual(
+                engine, args.log, probes, out, args.sample_every, args.speed, reasons=args.reasons
+            )
         else:
-            summary = replay_file(engine, args.log, probes, out, args.sample_every)
+            summary = replay_file(engine, args.log, probes, out, args.sample_every, reasons=args.reasons)
     print(summary.format(), file=sys.stderr)
     if summary.frames_read == 0:
         print(f"{args.log}: no frames read", file=sys.stderr)
+        return EXIT_FINDINGS
+    if summary.frames_decoded == 0:
+        print(silent_replay_warning(engine, args.log), file=sys.stderr)
         return EXIT_FINDINGS
     return EXIT_OK

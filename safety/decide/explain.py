@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from safety.decide.budgets import Adjustment
+from safety.decide.constraints import describe
 from safety.decide.evaluate import MAX_WORLDS, Evaluator, combine
 from safety.errors import RequestError
 from safety.model.decision import Decision, Outcome
@@ -193,6 +194,7 @@ class Explanation:
     worlds: Worlds | None
     budget: str  # how a run-time budget changed the decision ("" when none did)
     decision: Final
+    met: str = ""  # the degrade constraints the request already met, dropped ("" when none were)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -206,6 +208,7 @@ class Explanation:
             "combination": self.combination.to_dict() if self.combination else None,
             "worlds": self.worlds.to_dict() if self.worlds else None,
             "budget": self.budget or None,
+            "constraints_met": self.met or None,
             "decision": self.decision.to_dict(),
         }
 
@@ -232,6 +235,7 @@ class Explainer:
         *,
         problem: RequestError | None = None,
         budget: Adjustment | None = None,
+        met: Mapping[str, Any] | None = None,
         time: float | None = None,
         why_unknown: Mapping[str, str] | None = None,
     ) -> Explanation:
@@ -241,7 +245,7 @@ class Explainer:
         ``explain``): this only narrates it.  ``problem`` is the request's validation problem
         (the decision then denied it before any rule); ``budget`` the run-time budget
         adjustment applied after the rules, if any (budgets keep history, so only the pipeline
-        knows it).
+        knows it); ``met`` the degrade constraints the request already met (dropped).
         """
         policy = self.policy
         head: dict[str, Any] = {
@@ -274,8 +278,19 @@ class Explainer:
         if budget is not None:
             before = self.evaluator.verdict(values, request).outcome
             note = f"{budget.reason}: {before.value} -> {budget.outcome.value} ({budget.rule})"
+        met_note = ""
+        if met:
+            met_note = f"the request already meets the constraints ({describe(met)})"
+            met_note += ": allow" if decision.outcome is Outcome.ALLOW else "; they are dropped"
         return Explanation(
-            **head, request_problem="", rules=rules, combination=combination, worlds=worlds, budget=note, decision=final
+            **head,
+            request_problem="",
+            rules=rules,
+            combination=combination,
+            worlds=worlds,
+            budget=note,
+            decision=final,
+            met=met_note,
         )
 
     # -- rules and leaves
@@ -420,6 +435,8 @@ def _render(e: Explanation) -> list[str]:
     if e.combination is not None:
         lines.append("combination:")
         lines += ["  " + line for line in _render_combination(e.combination)]
+    if e.met:
+        lines.append(f"constraints: {e.met}")
     if e.budget:
         lines.append(f"budget: {e.budget}")
     lines += _render_final(e.decision)

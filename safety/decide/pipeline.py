@@ -8,9 +8,11 @@ car, replay probes and explanations.  The steps, in order:
    denied with rule ``request-invalid`` before any rule is looked at;
 2. **evaluate** the compiled rules on the state values (:class:`~safety.decide.evaluate.Evaluator`,
    cached by cell);
-3. apply the run-time **budgets** (:class:`~safety.decide.budgets.BudgetTracker`) when asked to:
+3. drop the degrade **constraints the request already meets**
+   (:func:`~safety.decide.constraints.split_met`): a degrade left with none is an ``allow``;
+4. apply the run-time **budgets** (:class:`~safety.decide.budgets.BudgetTracker`) when asked to:
    they only ever make a decision stricter, and they remember what each decision consumed;
-4. stamp the **Decision** with the policy hash, the state time and the request id.
+5. stamp the **Decision** with the policy hash, the state time and the request id.
 
 An error inside any step gives ``deny`` with rule ``internal-error``: an error while deciding is
 never an allow.  Explanations narrate a decision made here (:meth:`DecisionPipeline.explain`),
@@ -25,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from safety.decide.budgets import Adjustment, BudgetTracker
+from safety.decide.constraints import split_met
 from safety.decide.evaluate import Evaluator
 from safety.decide.explain import Explainer, Explanation
-from safety.errors import RequestError
+from safety.errors import Location, RequestError
 from safety.model.decision import Decision, Outcome
 from safety.model.request import validate_request
 from safety.model.rules import INTERNAL_ERROR_RULE, INVALID_REQUEST_RULE
@@ -41,6 +44,7 @@ class Decided:
     decision: Decision
     problem: RequestError | None = None
     adjustment: Adjustment | None = None
+    met: Mapping[str, Any] | None = None  # degrade constraints the request already met (dropped)
 
 
 class DecisionPipeline:
@@ -71,12 +75,14 @@ class DecisionPipeline:
         *,
         budgets: bool = False,
         explain: bool = False,
+        why_unknown: Mapping[str, str] | None = None,
     ) -> Decided:
         """Decide ``request`` on the state ``values`` at ``time``; never raises.
 
         ``budgets``: apply (and consume) the run-time budgets, as ``Engine.decide`` does;
         without it the decision is the rules' alone, with no side effect.  ``explain``: append
-        the whole explanation to the reason.
+        the whole explanation to the reason (saying why each unknown signal is unknown, from
+        ``why_unknown``).
         """
         policy = self.policy
         request_id = request_id_of(request)
@@ -86,6 +92,16 @@ class DecisionPipeline:
                 return Decided(invalid_request(problem, policy.hash, time, request_id), problem)
             verdict = self.evaluator.verdict(values, request)
             outcome, rules, constraints, reason = verdict.outcome, verdict.rules, verdict.constraints, verdict.reason
+            met = None
+            if outcome is Outcome.DEGRADE:
+                remaining, met = split_met(constraints, request)
+                if not met:
+                    met = None
+                elif remaining:
+                    constraints = remaining
+                else:
+                    outcome, constraints = Outcome.ALLOW, {}
+                    reason = f"{reason} (the request already meets the constraints)"
             adjustment = None
             if budgets and self.has_budgets:
                 with self._budget_lock:
@@ -94,13 +110,14 @@ class DecisionPipeline:
                     outcome, rules, constraints = adjustment.outcome, (*rules, adjustment.rule), adjustment.constraints
                     reason = f"{reason}; {adjustment.reason}"
             decision = Decision(outcome, rules, reason, constraints, policy.hash, time, request_id)
-            decided = Decided(decision, None, adjustment)
+            decided = Decided(decision, None, adjustment, met)
             if explain:
-                text = self.narrate(values, request, decided, time=time).render()
+                text = self.narrate(values, request, decided, time=time, why_unknown=why_unknown).render()
                 decided = Decided(
                     Decision(outcome, rules, f"{reason}\n{text}", constraints, policy.hash, time, request_id),
                     None,
                     adjustment,
+                    met,
                 )
             return decided
         except Exception as exc:  # fail closed: an error while deciding is never an allow
@@ -136,6 +153,7 @@ class DecisionPipeline:
             decided.decision,
             problem=decided.problem,
             budget=decided.adjustment,
+            met=decided.met,
             time=time,
             why_unknown=why_unknown,
         )
@@ -154,6 +172,14 @@ def invalid_request(
         state_time,
         request_id,
     )
+
+
+def bad_now(now: Any, policy_hash: str, request_id: str | None) -> Decision:
+    """The decision when the caller's ``now`` is not a finite number: an invalid call, denied."""
+    problem = RequestError(
+        f"now must be a finite number of seconds, got {now!r}", Location(field="now"), code="bad-request"
+    )
+    return invalid_request(problem, policy_hash, None, request_id)
 
 
 def internal_error(exc: BaseException, policy_hash: str, request_id: str | None) -> Decision:

@@ -23,6 +23,7 @@ from typing import Final, NamedTuple
 import can
 import cantools
 from cantools.database.can import Database, Signal
+from fastcrc.crc8 import sae_j1850 as _sae_j1850
 
 from safety import builtin
 from safety.demo.script import (
@@ -78,26 +79,9 @@ _REVERSE_RPM_PER_KMH: Final = 110.0
 # -- checksums --------------------------------------------------------------------------------
 
 
-def _crc8_table(poly: int) -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ poly) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC8_J1850_TABLE: Final = _crc8_table(0x1D)
-
-
 def crc8_j1850(data: bytes | bytearray) -> int:
-    """CRC-8 SAE J1850: polynomial 0x1D, initial 0xFF, not reflected, final XOR 0xFF."""
-    crc = 0xFF
-    table = _CRC8_J1850_TABLE
-    for byte in data:
-        crc = table[crc ^ byte]
-    return crc ^ 0xFF
+    """CRC-8 SAE J1850: polynomial 0x1D, initial 0xFF, not reflected, final XOR 0xFF (fastcrc's)."""
+    return _sae_j1850(bytes(data))
 
 
 def frame_checksum(data: bytes | bytearray) -> int:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from safety.audit.decisionlog import DecisionLog
 from safety.decide.budgets import DeferralQueue, DeferredEvent
 from safety.decide.explain import Explanation
-from safety.decide.pipeline import DecisionPipeline, internal_error, request_id_of
+from safety.decide.pipeline import DecisionPipeline, bad_now, internal_error, request_id_of
 from safety.engine.gate import PolicyCheck, load_gated_policy, reload_checks
 from safety.errors import PolicyCheckError
 from safety.model.decision import Decision, Outcome
@@ -76,6 +76,7 @@ class Engine:
                 policy.state_config,
                 watch=policy.thresholds,
                 watch_values=policy.watched_values,
+                resolution=self.profile.resolutions(),
             )
         else:
             state = previous.carry_over(
@@ -83,12 +84,15 @@ class Engine:
             )
             self._decoded_before += self._decoder.frames_decoded
         self._state = state
-        self._decoder = FrameDecoder(self.profile, state.update)
+        decoder = FrameDecoder(self.profile, state.update, on_rebase=state.rebase)
+        if previous is not None:
+            decoder.carry_from(self._decoder)
+        self._decoder = decoder
         self._pipeline = DecisionPipeline(policy)
         self._snap_values: Mapping[str, Any] | None = None
         self._snap_changes = -1
         self._snap_now = -math.inf
-        self.warnings = tuple(
+        self.warnings = self.profile.warnings + tuple(
             f"policy workload trigger on '{t.signal}' is ignored: the vehicle profile does not provide it"
             for t in policy.state_config.triggers
             if not state.provides(t.signal)
@@ -183,7 +187,7 @@ class Engine:
         channel = msg.channel if isinstance(msg.channel, str) else None
         with self._lock:
             self.frames_seen += 1
-            self._decoder.feed(timestamp, msg.arbitration_id, data, channel, bool(msg.is_extended_id))
+            self._decoder.feed(timestamp, msg.arbitration_id, data, channel, bool(msg.is_extended_id), bool(msg.is_fd))
             if self._pending is not None:
                 self._activate_pending()
 
@@ -204,8 +208,19 @@ class Engine:
         """
         started = self._clock_ns()
         try:
+            if now is not None and not _finite(now):
+                decision = bad_now(now, self.policy.hash, request_id_of(request))
+                if self.decision_log is not None:
+                    self._log(decision, request, {}, None, started)
+                return decision
             values, state_time, pipeline = self._values(now)
-            decision = pipeline.decide(values, request, state_time, budgets=True, explain=explain).decision
+            why_unknown = None
+            if explain and state_time is not None:
+                with self._lock:
+                    why_unknown = self._state.snapshot(state_time).unknown
+            decision = pipeline.decide(
+                values, request, state_time, budgets=True, explain=explain, why_unknown=why_unknown
+            ).decision
             if decision.outcome is Outcome.DEFER and self.deferred.hold(request, state_time):
                 decision = replace(decision, reason=decision.reason + " (queued until deliverable or expired)")
         except Exception as exc:  # fail closed: an error while deciding is never an allow
@@ -228,6 +243,8 @@ class Engine:
         policy (across a concurrent :meth:`reload`) are asked of one :meth:`view`.
         """
         policy_hash = self.policy.hash
+        if now is not None and not _finite(now):
+            return bad_now(now, policy_hash, request_id_of(request))
         try:
             view = self.view(now)
         except Exception as exc:  # fail closed, as decide()
@@ -314,7 +331,7 @@ class Engine:
 
     @property
     def counters(self) -> dict[str, Any]:
-        """Implausible and invalid sample counts per signal, and frame counts."""
+        """Frame counts, frames refused (by reason), and per signal the samples that gave no value (by cause)."""
         with self._lock:
             return {
                 "frames_seen": self.frames_seen,
@@ -326,7 +343,18 @@ class Engine:
                 "frames_ignored": self.frames_ignored,
                 "implausible": dict(self._state.counters.implausible),
                 "invalid": dict(self._state.counters.invalid),
+                "truncated": dict(self._state.counters.truncated),
+                "integrity": dict(self._state.counters.integrity),
+                "frames_rejected": dict(self._decoder.rejected),
+                "e2e": {name: dict(c.counts) for name, c in self._decoder.e2e.items()},
             }
+
+
+def _finite(now: Any) -> bool:
+    try:
+        return math.isfinite(now)
+    except TypeError:
+        return False
 
 
 class EngineView:

@@ -188,7 +188,7 @@ def _candump_block_fast(text: str) -> list[Frame] | None:
     if timestamps is None:
         return None
     no = repeat(False)
-    rows = zip(timestamps, arbitration_ids, extended, payloads, tokens[1::width], no, no, strict=False)
+    rows = zip(timestamps, arbitration_ids, extended, payloads, tokens[1::width], no, no, no, no, no, strict=False)
     # tuple.__new__ called from C builds the NamedTuple without running Frame's Python __new__.
     return list(map(_new_tuple, repeat(Frame), rows))
 
@@ -346,11 +346,13 @@ def _parse_candump_line(line: str) -> Frame | str | None:
             )
 
     fd = False
+    fd_flags = 0
     if rest[:1] == "#":  # CAN FD: "##", one hex digit of flags (BRS/ESI), then the data
         flags = rest[1:2]
         if not flags or not is_hex(flags):
             return f"bad CAN FD flags: found {show(rest[:2])}, expected '#' and one hex digit after 'id#'"
         fd = True
+        fd_flags = int(flags, 16)
         rest = rest[2:]
     elif rest[:1] in ("R", "r"):
         dlc = rest[1:]
@@ -370,6 +372,8 @@ def _parse_candump_line(line: str) -> Frame | str | None:
     if fd:
         if len(data) not in FD_LENGTHS:
             return f"bad CAN FD data length: found {len(data)} bytes, expected 0-8, 12, 16, 20, 24, 32, 48 or 64"
-    elif len(data) > 8:
+        # candump's flags digit: CANFD_BRS = 1, CANFD_ESI = 2 (linux/can.h).
+        return Frame(timestamp, raw_id, extended, data, channel, error, False, True, bool(fd_flags & 1), bool(fd_flags & 2))
+    if len(data) > 8:
         return f"bad data length: found {len(data)} bytes, expected at most 8 for classic CAN (CAN FD uses '##')"
     return Frame(timestamp, raw_id, extended, data, channel, error, False)

@@ -18,6 +18,9 @@ class Frame(NamedTuple):
     channel: str | None  # e.g. "can0"; None when the format has none
     is_error_frame: bool = False
     is_remote_frame: bool = False
+    is_fd: bool = False  # a CAN FD frame
+    bitrate_switch: bool = False  # CAN FD: the data phase at the higher bit rate (BRS)
+    error_state_indicator: bool = False  # CAN FD: the sender is error passive (ESI)
 
 
 ErrorHandler = Callable[[LogFormatError], None]

@@ -204,6 +204,9 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
                 _channel_name(msg.channel) if has_channel else None,
                 msg.is_error_frame,
                 msg.is_remote_frame,
+                bool(msg.is_fd),
+                bool(msg.bitrate_switch),
+                bool(msg.error_state_indicator),
             )
     finally:
         # ASC/TRC/BLF stop themselves at the end, MF4 does not; a second stop() may raise.

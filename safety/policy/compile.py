@@ -126,6 +126,7 @@ def _state_config(doc: PolicyDoc) -> StateConfig:
         hold_s=st.workload_hold_s,
         bands=bands,
         band_hysteresis=st.band_hysteresis,
+        dwell_s=st.dwell_s if st.dwell_s is not None else base.dwell_s,
     )
 
 

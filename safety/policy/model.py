@@ -156,6 +156,7 @@ class StateSection:
     workload_hold_s: float = 0.0
     speed_bands: tuple[SpeedBand, ...] = ()
     band_hysteresis: float = 0.0
+    dwell_s: float | None = None  # before a less demanding driving state or speed band; None: the default
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from safety.yamlsource import Checker, Node, load_yaml
 
 TOP_KEYS = ("version", "name", "description", "default", "state", "rules", "activation", "budgets", "lint")
 RULE_KEYS = ("id", "ref", "description", "when", "outcome", "constraints", "exception", "reason", "overrides")
-STATE_KEYS = ("standstill", "workload", "speed_bands")
+STATE_KEYS = ("standstill", "workload", "speed_bands", "dwell_ms")
 CONSTRAINT_KEYS: dict[str, tuple[str, ...]] = {
     "degrade": ("modality", "max_text_length", "max_list_items", "input"),
     "defer": ("retry_after_ms", "until"),
@@ -221,7 +221,14 @@ def _parse_state(node: Node | None, check: Checker) -> StateSection:
         if (hy := sb.get("hysteresis")) is not None:
             band_hyst = check.number(hy, "state.speed_bands.hysteresis", minimum=0) or 0.0
         bands = _parse_bands(sb.value["bands"], check, band_hyst) if "bands" in sb.value else ()
-    return StateSection(standstill, triggers, hold_s, bands, band_hyst)
+    dwell_s = None
+    if (dw := node.get("dwell_ms")) is not None:
+        ms = check.number(dw, "state.dwell_ms", minimum=0)
+        if ms is not None and ms > 60_000:
+            check.error("out-of-range", dw.loc, f"state.dwell_ms must be at most 60000 (a minute), got {ms:g}")
+            ms = None
+        dwell_s = None if ms is None else ms / 1000.0
+    return StateSection(standstill, triggers, hold_s, bands, band_hyst, dwell_s)
 
 
 def _parse_triggers(node: Node, check: Checker) -> tuple[WorkloadTrigger, ...]:

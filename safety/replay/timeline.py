@@ -25,6 +25,8 @@ from safety.errors import DriveGateError, LoadError, Location, LogFormatError, R
 from safety.io.logs import Frame, read_log
 from safety.model.request import validate_request
 from safety.vehicle.frames import EXTENDED_KEY
+from safety.vehicle.signals import CANONICAL_SIGNALS
+from safety.vehicle.state import NOT_MAPPED
 from safety.yamlsource import load_yaml
 
 # A built-in probe set covering every content type (and every modality).
@@ -164,6 +166,11 @@ class ReplaySummary:
     outcome_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     implausible: dict[str, int] = field(default_factory=dict)
     invalid: dict[str, int] = field(default_factory=dict)
+    truncated: dict[str, int] = field(default_factory=dict)
+    integrity: dict[str, int] = field(default_factory=dict)
+    frames_rejected: dict[str, int] = field(default_factory=dict)  # refused for their time, by reason
+    unknown_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # signal -> cause -> s
+    not_mapped: tuple[str, ...] = ()  # canonical signals the profile does not map (always unknown)
 
     def format(self) -> str:
         span = 0.0 if self.first_time is None or self.last_time is None else self.last_time - self.first_time
@@ -179,6 +186,22 @@ class ReplaySummary:
             out.append(
                 "invalid (not available) samples: " + ", ".join(f"{k} {v}" for k, v in sorted(self.invalid.items()))
             )
+        if self.truncated:
+            out.append("truncated samples: " + ", ".join(f"{k} {v}" for k, v in sorted(self.truncated.items())))
+        if self.integrity:
+            out.append("integrity failures: " + ", ".join(f"{k} {v}" for k, v in sorted(self.integrity.items())))
+        if self.frames_rejected:
+            out.append(
+                "frames refused for their time: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.frames_rejected.items()))
+            )
+        if self.unknown_seconds:
+            parts = []
+            for name, causes in sorted(self.unknown_seconds.items()):
+                parts.append(f"{name} " + ", ".join(f"{c} {v:.1f} s" for c, v in sorted(causes.items())))
+            out.append("unknown time per signal: " + "; ".join(parts))
+        if self.not_mapped:
+            out.append("not mapped by the profile (always unknown): " + ", ".join(self.not_mapped))
         out.append("outcomes per probe (periods, time):")
         for probe, counts in self.outcome_counts.items():
             seconds = self.outcome_seconds.get(probe, {})
@@ -221,8 +244,10 @@ class Timeline:
         out: TextIO | None,
         sample_every: float | None = None,
         on_line: Callable[[dict[str, Any]], None] | None = None,
+        reasons: bool = False,
     ) -> None:
         self.on_line = on_line
+        self.reasons = reasons
         self.engine = engine
         self.probes = [dict(p) for p in probes]
         self.out = out
@@ -234,6 +259,8 @@ class Timeline:
         engine, summary = self.engine, self.summary
         state = engine._state  # the replay owns the engine: no other thread, no lock needed
         handlers = engine._decoder.handlers
+        admit = engine._decoder.clock.admit
+        resolve = engine._decoder.resolve  # J1939: a 29-bit id matched by PGN, once per id
         decide = engine._pipeline.decide
         probes = self.probes
         channel = self.channel
@@ -246,9 +273,11 @@ class Timeline:
         driving = ""
         read = skipped = 0
         t = 0.0
+        unknown: Mapping[str, str] = {}
+        unknown_since = 0.0
         for frame in frames:
             read += 1
-            t, arbitration_id, is_extended, data, frame_channel, is_error, is_remote = frame
+            stamp, arbitration_id, is_extended, data, frame_channel, is_error, is_remote, is_fd, _, _ = frame
             if (
                 is_error
                 or is_remote
@@ -256,10 +285,18 @@ class Timeline:
             ):
                 skipped += 1
                 continue
+            # The stream's time: the latest believable frame time (None: this frame's time is refused).
+            now = admit(stamp)
+            if now is None:
+                continue
+            t = now
             # frame_key(), inlined: this loop runs once per frame of the log.
-            handler = handlers.get(arbitration_id | EXTENDED_KEY if is_extended else arbitration_id)
+            key = arbitration_id | EXTENDED_KEY if is_extended else arbitration_id
+            handler = handlers.get(key)
+            if handler is None and is_extended and resolve is not None:
+                handler = resolve(key)
             if handler is not None:
-                handler(t, data, frame_channel)
+                handler(stamp, data, frame_channel, is_fd)
             if t >= state.next_expiry:
                 state.expire(t)
             if state.changes == last_changes and t < next_sample:
@@ -270,6 +307,9 @@ class Timeline:
                     next_sample = t
             last_changes = state.changes
             snap = state.snapshot(t)
+            if previous is not None:
+                self._account_unknown(unknown, t - unknown_since)
+            unknown, unknown_since = snap.unknown, t
             new_outcomes = {p["id"]: decide(snap.values, p, t).decision.outcome.value for p in probes}
             current = (snap.driving_state, snap.workload, new_outcomes)
             sampled = t >= next_sample
@@ -285,16 +325,32 @@ class Timeline:
                         counts = summary.outcome_counts.setdefault(probe_id, {})
                         counts[outcome] = counts.get(outcome, 0) + 1
                 driving, outcomes, previous = snap.driving_state, new_outcomes, current
-                self._emit(t, snap.values, snap.driving_state, snap.workload, new_outcomes)
+                self._emit(t, snap.values, snap.driving_state, snap.workload, new_outcomes, snap.unknown)
         summary.frames_read += read
         summary.frames_skipped += skipped
         summary.frames_decoded = engine._decoder.frames_decoded
         if previous is not None:
             self._account(driving, outcomes, t - since)
+            self._account_unknown(unknown, t - unknown_since)
             summary.last_time = t
         summary.implausible = dict(state.counters.implausible)
         summary.invalid = dict(state.counters.invalid)
+        summary.truncated = dict(state.counters.truncated)
+        summary.integrity = dict(state.counters.integrity)
+        summary.frames_rejected = dict(engine._decoder.rejected)
+        summary.not_mapped = tuple(n for n in CANONICAL_SIGNALS if n not in engine.profile.sources)
         return summary
+
+    def _account_unknown(self, unknown: Mapping[str, str], seconds: float) -> None:
+        if seconds <= 0.0:
+            return
+        per_signal = self.summary.unknown_seconds
+        for name, why in unknown.items():
+            cause = unknown_cause(why)
+            if cause == "not mapped" or name not in CANONICAL_SIGNALS:
+                continue  # unmapped signals are listed once; derived states have their own times
+            causes = per_signal.setdefault(name, {})
+            causes[cause] = causes.get(cause, 0.0) + seconds
 
     def _account(self, driving: str, outcomes: Mapping[str, str], seconds: float) -> None:
         summary = self.summary
@@ -303,7 +359,15 @@ class Timeline:
             per = summary.outcome_seconds.setdefault(probe_id, {})
             per[outcome] = per.get(outcome, 0.0) + seconds
 
-    def _emit(self, t: float, values: Mapping[str, Any], driving: str, workload: str, outcomes: dict[str, str]) -> None:
+    def _emit(
+        self,
+        t: float,
+        values: Mapping[str, Any],
+        driving: str,
+        workload: str,
+        outcomes: dict[str, str],
+        unknown: Mapping[str, str],
+    ) -> None:
         self.summary.lines += 1
         if self.out is None and self.on_line is None:
             return
@@ -316,10 +380,34 @@ class Timeline:
             "workload": None if workload == "unknown" else workload,
             "decisions": outcomes,
         }
+        if self.reasons:
+            # Why each unknown signal (and derived state) is unknown; unmapped ones are in the summary.
+            line["unknown"] = {k: v for k, v in unknown.items() if v != NOT_MAPPED}
         if self.on_line is not None:
             self.on_line(line)
         if self.out is not None:
             self.out.write(json.dumps(line, separators=(", ", ": ")) + "\n")
+
+
+# Causes of unknown, by the start of the tracker's reason (see safety.vehicle.state).
+_CAUSES = (
+    ("stale", "stale"),
+    ("never received", "never received"),
+    ("invalid value", "invalid"),
+    ("implausible", "implausible"),
+    ("truncated", "truncated"),
+    ("integrity", "integrity"),
+    ("newer than now", "newer than now"),
+    ("not mapped", "not mapped"),
+)
+
+
+def unknown_cause(reason: str) -> str:
+    """The cause of an unknown signal, from the tracker's reason: stale, invalid, implausible, ..."""
+    for prefix, cause in _CAUSES:
+        if reason.startswith(prefix):
+            return cause
+    return "other"
 
 
 def replay_file(
@@ -328,9 +416,11 @@ def replay_file(
     probes: Iterable[Mapping[str, Any]],
     out: TextIO | None,
     sample_every: float | None = None,
+    *,
+    reasons: bool = False,
 ) -> ReplaySummary:
     """Replay a log file straight into the engine."""
-    timeline = Timeline(engine, probes, out, sample_every)
+    timeline = Timeline(engine, probes, out, sample_every, reasons=reasons)
     timeline.run(read_log(log, on_error=timeline.summary.log_errors.append))
     return timeline.summary
 
@@ -342,10 +432,12 @@ def replay_virtual(
     out: TextIO | None,
     sample_every: float | None = None,
     speed: float = 1.0,
+    *,
+    reasons: bool = False,
 ) -> ReplaySummary:
     """Play a log onto a python-can virtual bus (in real time times ``speed``; 0 = as fast
     as possible) and let the engine listen on that bus, as it would in the car."""
-    timeline = Timeline(engine, probes, out, sample_every)
+    timeline = Timeline(engine, probes, out, sample_every, reasons=reasons)
     source = read_log(log, on_error=timeline.summary.log_errors.append)
     player = VirtualPlayer(source, timeline.channel, speed)
     try:
@@ -359,6 +451,39 @@ def replay_virtual(
     if player.error is not None:
         raise player.error
     return timeline.summary
+
+
+def frames_seen(log: str | Path, limit: int = 12) -> tuple[list[str], list[str], int]:
+    """The channels and the most frequent frame ids of a log (for a replay that decoded nothing).
+
+    Returns (channels, ids as printed, number of distinct ids).
+    """
+    from collections import Counter
+
+    channels: Counter[str] = Counter()
+    ids: Counter[str] = Counter()
+    for frame in read_log(log, on_error=lambda _error: None):
+        if frame.is_error_frame or frame.is_remote_frame:
+            continue
+        channels[str(frame.channel) if frame.channel is not None else "(none)"] += 1
+        width = 8 if frame.is_extended_id else 3
+        ids[f"0x{frame.arbitration_id:0{width}X}"] += 1
+    return [c for c, _ in channels.most_common()], [i for i, _ in ids.most_common(limit)], len(ids)
+
+
+def silent_replay_warning(engine: Engine, log: str | Path) -> str:
+    """What to tell a user whose replay decoded nothing: what the profile reads, and what the log has."""
+    wanted = sorted(
+        {f"{src.frame}{' on ' + src.bus if src.bus else ''}" for src in engine.profile.sources.values()}
+    )
+    channels, ids, distinct = frames_seen(log)
+    more = f" (+{distinct - len(ids)} more)" if distinct > len(ids) else ""
+    return (
+        f"warning: {log}: no frame matched the vehicle profile, nothing was decoded (every signal stayed unknown). "
+        f"The profile reads {', '.join(wanted)}; the log has channels {', '.join(channels) or 'none'} "
+        f"and ids {', '.join(ids) or 'none'}{more}. Check the profile's message ids and 'bus:' channels "
+        "(a J1939 entry matches by PGN with 'source: any' or a list of senders)."
+    )
 
 
 class VirtualPlayer:
@@ -410,7 +535,9 @@ class VirtualPlayer:
                         is_extended_id=frame.is_extended_id,
                         data=frame.data,
                         dlc=len(frame.data),
-                        is_fd=len(frame.data) > 8,
+                        is_fd=frame.is_fd or len(frame.data) > 8,
+                        bitrate_switch=frame.bitrate_switch,
+                        error_state_indicator=frame.error_state_indicator,
                     )
                 )
         except BaseException as exc:  # surfaced to the caller after the replay
@@ -438,6 +565,9 @@ class VirtualPlayer:
                 channel,
                 msg.is_error_frame,
                 msg.is_remote_frame,
+                msg.is_fd,
+                msg.bitrate_switch,
+                msg.error_state_indicator,
             )
 
     def stop(self) -> None:

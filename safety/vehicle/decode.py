@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import cantools
+import cantools.j1939
 from cantools.database.conversion import (
     BaseConversion,
     IdentityConversion,
@@ -48,7 +49,16 @@ from cantools.database.conversion import (
 
 from safety.errors import DbcError, Location
 
-__all__ = ["Payload", "Reader", "compile_message_reader", "frame_label", "signal_value_range"]
+__all__ = [
+    "Payload",
+    "Reader",
+    "bytes_needed",
+    "compile_message_reader",
+    "frame_label",
+    "j1939_pgn",
+    "signal_value_range",
+    "write_raw",
+]
 
 #: A frame payload.  python-can hands out ``bytearray``; readers take any of these, so they are
 #: also valid wherever a ``Callable[[bytes], ...]`` is expected.
@@ -83,6 +93,39 @@ def signal_value_range(signal: cantools.database.can.Signal) -> tuple[float | No
     if minimum == 0 and maximum == 0:
         return None, None
     return minimum, maximum
+
+
+def write_raw(data: bytearray, signal: cantools.database.can.Signal, raw: int) -> None:
+    """Put ``raw`` (an integer; negative ones in two's complement) into ``signal``'s bits of ``data``.
+
+    The sender's side of the reader, for generators and fault injection: the same bit geometry.
+    """
+    length: int = signal.length
+    mask = (1 << length) - 1
+    if signal.byte_order == "little_endian":
+        whole = int.from_bytes(data, "little")
+        shift = signal.start
+        whole = (whole & ~(mask << shift)) | ((raw & mask) << shift)
+        data[:] = whole.to_bytes(len(data), "little")
+        return
+    msb = 8 * (signal.start // 8) + (7 - signal.start % 8)
+    shift = 8 * len(data) - msb - length
+    whole = int.from_bytes(data, "big")
+    whole = (whole & ~(mask << shift)) | ((raw & mask) << shift)
+    data[:] = whole.to_bytes(len(data), "big")
+
+
+def bytes_needed(signal: cantools.database.can.Signal, message_length: int) -> int:
+    """How many payload bytes a frame must have for ``signal`` to decode (cantools' ``allow_truncated`` rule)."""
+    need: int = _Extraction(signal, message_length).need
+    return need
+
+
+def j1939_pgn(frame_id: int) -> int:
+    """The J1939 parameter group number of a 29-bit id (cantools' own arithmetic: priority bits
+    dropped, the destination address of a PDU1 message too)."""
+    pgn: int = cantools.j1939.pgn_from_frame_id(frame_id)  # type: ignore[no-untyped-call]
+    return pgn
 
 
 def compile_message_reader(

@@ -18,12 +18,30 @@ import cantools
 
 from safety.builtin import vehicle_path
 from safety.errors import DbcError, LoadError, Location, ProfileError
-from safety.vehicle.decode import frame_label, signal_value_range
+from safety.vehicle.decode import frame_label, j1939_pgn, signal_value_range
+from safety.vehicle.e2e import Protection
+from safety.vehicle.protection import parse_e2e
 from safety.vehicle.signals import CANONICAL_SIGNALS, REQUIRED_SIGNALS
 from safety.yamlsource import Checker, Node, load_yaml
 
-PROFILE_KEYS = ("dbc", "signals", "name", "description")
-SIGNAL_KEYS = ("message", "signal", "signals", "combine", "scale", "offset", "invert", "map", "max_age_ms", "bus")
+PROFILE_KEYS = ("dbc", "signals", "name", "description", "e2e")
+SIGNAL_KEYS = (
+    "message",
+    "signal",
+    "signals",
+    "combine",
+    "scale",
+    "offset",
+    "invert",
+    "map",
+    "max_age_ms",
+    "bus",
+    "fd",
+    "pgn",
+    "source",
+)
+# J1939 source addresses: 0..253 name an ECU (254 is "null", 255 "global").
+MAX_SOURCE_ADDRESS = 253
 COMBINES = ("sum", "mean", "min", "max")
 # Value-table names that mean "no valid value" in real DBCs (SNA = signal not available).
 INVALID_CHOICE = re.compile(
@@ -53,9 +71,20 @@ class SignalSource:
     max_age: float  # seconds
     bus: str | None
     loc: Location
+    resolution: float = 0.0  # the smallest step of the canonical value (DBC scale x profile scale)
+    require_fd: bool = False  # only CAN FD frames carry it
+    pgn: int | None = None  # J1939: matched by parameter group number, not the exact id
+    source_addresses: frozenset[int] | None = None  # J1939: the senders accepted (None: any)
 
     @property
     def frame(self) -> str:
+        if self.pgn is not None:
+            sources = (
+                "any source"
+                if self.source_addresses is None
+                else "source " + ", ".join(f"0x{a:02X}" for a in sorted(self.source_addresses))
+            )
+            return f"PGN 0x{self.pgn:04X} ({self.pgn}) from {sources}"
         return f"0x{self.frame_id:0{8 if self.is_extended else 3}X}"
 
 
@@ -69,9 +98,14 @@ class VehicleProfile:
     sources: Mapping[str, SignalSource]
     name: str = ""
     warnings: tuple[str, ...] = field(default=())
+    e2e: Mapping[tuple[int, bool], Protection] = field(default_factory=dict)  # by (frame id, extended)
 
     def max_ages(self) -> dict[str, float]:
         return {name: src.max_age for name, src in self.sources.items()}
+
+    def resolutions(self) -> dict[str, float]:
+        """The smallest step of each numeric canonical signal this car can send (for plausibility)."""
+        return {name: src.resolution for name, src in self.sources.items() if src.resolution}
 
 
 def _make_error(code: str, loc: Location, message: str) -> ProfileError:
@@ -122,6 +156,7 @@ def load_profile(path: str | Path) -> VehicleProfile:
         check.errors.raise_if_any()
         raise
     sources: dict[str, SignalSource] = {}
+    warnings: list[str] = []
     signals_node = root.value.get("signals")
     if signals_node is not None and check.mapping(signals_node, "signals", tuple(CANONICAL_SIGNALS)):
         for canonical, entry in signals_node.items():
@@ -132,11 +167,25 @@ def load_profile(path: str | Path) -> VehicleProfile:
                 sources[canonical] = src
         for required in REQUIRED_SIGNALS:
             if required not in signals_node.value:
-                check.error(
-                    "missing-signal",
-                    signals_node.loc,
-                    f"the profile must map the required signal '{required}' "
-                    f"({CANONICAL_SIGNALS[required].description})",
+                # A partial logger (GNSS, OBD) may record only some signals: it still replays.
+                what = (
+                    "and so is the driving state (fail closed)"
+                    if required in ("speed", "gear")
+                    else "(fail closed), and workload triggers on it are ignored"
+                )
+                warnings.append(
+                    f"{root.key_loc('signals')}: the profile does not map the required signal '{required}' "
+                    f"({CANONICAL_SIGNALS[required].description}): it is always unknown{',' if what[0] == 'a' else ''} "
+                    f"{what}"
+                )
+    e2e: dict[tuple[int, bool], Protection] = {}
+    if (e2e_node := root.value.get("e2e")) is not None:
+        e2e = parse_e2e(e2e_node, database, dbc_path.name, check, _lookup_message)
+        read = {(src.frame_id, src.is_extended) for src in sources.values()}
+        for key, protection in e2e.items():
+            if key not in read:
+                warnings.append(
+                    f"{protection.loc}: e2e protects message '{protection.message}', which no mapped signal reads"
                 )
     title = root.value.get("name")
     check.errors.raise_if_any()
@@ -146,6 +195,8 @@ def load_profile(path: str | Path) -> VehicleProfile:
         database=database,
         sources=sources,
         name=str(title.value) if title is not None else Path(name).stem,
+        warnings=tuple(warnings),
+        e2e=e2e,
     )
 
 
@@ -198,18 +249,73 @@ def _lookup_message(node: Node, database: Any, dbc_name: str, what: str, check: 
     return None
 
 
+def _by_pgn(node: Node, database: Any, dbc_name: str, what: str, check: Checker) -> tuple[Any, int | None]:
+    """The DBC's 29-bit message with the PGN ``node`` names, and the PGN."""
+    pgn = check.integer(node, what, minimum=0, maximum=0x3FFFF)
+    if pgn is None:
+        return None, None
+    found = [
+        m for m in database.messages if m.is_extended_frame and j1939_pgn(m.frame_id) == pgn
+    ]
+    if not found:
+        check.error("unknown-message", node.loc, f"{what}: no 29-bit message with PGN 0x{pgn:04X} ({pgn}) in {dbc_name}")
+        return None, None
+    if len(found) > 1:
+        names = ", ".join(m.name for m in found)
+        check.error("ambiguous-message", node.loc, f"{what}: PGN {pgn} names several messages ({names}); give 'message'")
+        return None, None
+    return found[0], pgn
+
+
+def _j1939(v: dict[str, Node], message: Any, what: str, check: Checker) -> tuple[int | None, frozenset[int] | None, bool]:
+    """(pgn, accepted source addresses or None for any, ok) of an entry matched the J1939 way."""
+    if not message.is_extended_frame:
+        check.error("bad-key", v["source"].loc, f"{what}.source: J1939 matching needs a 29-bit message")
+        return None, None, False
+    pgn = j1939_pgn(message.frame_id)
+    node = v.get("source")
+    if node is None or node.value == "any":
+        return pgn, None, True
+    if not node.is_seq or not node.value:
+        check.error(
+            "expected-type", node.loc, f"{what}.source must be 'any' or a list of source addresses (0..253)"
+        )
+        return None, None, False
+    addresses = [check.integer(a, f"{what}.source", minimum=0, maximum=MAX_SOURCE_ADDRESS) for a in node.value]
+    if any(a is None for a in addresses):
+        return None, None, False
+    return pgn, frozenset(a for a in addresses if a is not None), True
+
+
 def _parse_source(canonical: str, node: Node, database: Any, dbc_name: str, check: Checker) -> SignalSource | None:
     what = f"signals.{canonical}"
-    if not check.mapping(node, what, SIGNAL_KEYS, ("message",)):
+    if not check.mapping(node, what, SIGNAL_KEYS, () if "pgn" in (node.value or {}) else ("message",)):
         return None
     v = node.value
     spec = CANONICAL_SIGNALS[canonical]
     if ("signal" in v) == ("signals" in v):
         check.error("missing-key", node.loc, f"{what} needs exactly one of 'signal' or 'signals'")
         return None
-    message = _lookup_message(v["message"], database, dbc_name, f"{what}.message", check) if "message" in v else None
+    message = None
+    if "message" in v:
+        message = _lookup_message(v["message"], database, dbc_name, f"{what}.message", check)
+    if "pgn" in v:
+        by_pgn, pgn_named = _by_pgn(v["pgn"], database, dbc_name, f"{what}.pgn", check)
+        if message is not None and by_pgn is not None and message is not by_pgn:
+            check.error(
+                "bad-key", v["pgn"].loc, f"{what}.pgn: message '{message.name}' does not have PGN {pgn_named}"
+            )
+            return None
+        message = message or by_pgn
     if message is None:
         return None
+    pgn: int | None = None
+    source_addresses: frozenset[int] | None = None
+    if "pgn" in v or "source" in v:
+        pgn, source_addresses, j1939_ok = _j1939(v, message, what, check)
+        if not j1939_ok:
+            return None
+    require_fd = bool(check.boolean(v["fd"], f"{what}.fd")) if "fd" in v else False
     names: list[str] = []
     if "signal" in v:
         one = check.string(v["signal"], f"{what}.signal")
@@ -279,6 +385,10 @@ def _parse_source(canonical: str, node: Node, database: Any, dbc_name: str, chec
         max_age=max_age,
         bus=bus,
         loc=node.loc,
+        resolution=0.0 if value_map is not None else max(abs(float(known[n].scale)) for n in names) * abs(scale),
+        require_fd=require_fd,
+        pgn=pgn,
+        source_addresses=source_addresses,
     )
 
 

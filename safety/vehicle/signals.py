@@ -47,9 +47,12 @@ CANONICAL_SIGNALS: dict[str, CanonicalSignal] = {
             "Vehicle.Speed",
             required=True,
             physical_range=(-60.0, 400.0),
-            # 60 km/h per s is about 1.7 g: beyond any car's braking or acceleration.
-            max_rate=60.0,
-            jump_tolerance=2.0,
+            # 40 km/h per s is about 1.13 g: beyond a road car's braking on dry asphalt (about
+            # 1 g) and its acceleration.  The tolerance absorbs sensor jitter on top (the source's
+            # own quantum is added per profile): the comma2k19 RAV4's SPEED moves at most about
+            # 1 km/h between samples in real driving and glitches by 2-4 km/h.
+            max_rate=40.0,
+            jump_tolerance=1.0,
             description="vehicle speed; negative values, where a DBC gives them, mean reversing",
         ),
         CanonicalSignal(

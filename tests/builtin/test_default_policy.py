@@ -128,8 +128,9 @@ def test_critical_always_gets_through_by_voice(engine: Engine, car: DemoCar) -> 
     at(car, **CITY)
     d = engine.decide(request(priority="critical", content="video"))
     assert (d.outcome, d.rules) == (Outcome.DEGRADE, ("critical-by-voice",))
-    # Parked: the exception only caps; it does not restrict what was allowed.
-    car.hold(1.01, 2.0, **PARKED)
+    # Parked: the exception only caps; it does not restrict what was allowed.  (Parked once the
+    # standstill has lasted the policy's dwell.)
+    car.hold(1.01, 3.0, **PARKED)
     assert engine.decide(request(priority="critical", content="video")).outcome is Outcome.ALLOW
 
 

@@ -95,7 +95,9 @@ def test_band_edges_do_not_flap(bands: tuple[Engine, DemoCar]) -> None:
         t = ramp(car, t, [v])
         seen.add(engine.state().values["speed_band"])
     assert seen == {"city"}
-    ramp(car, t, [7.5])
+    t = ramp(car, t, [7.5])
+    assert engine.state().values["speed_band"] == "city"  # a band down only after the dwell
+    car.hold(t, t + 1.6, speed=7.5, gear="D", parking_brake="RELEASED")
     assert engine.state().values["speed_band"] == "crawl"
 
 

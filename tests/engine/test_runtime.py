@@ -55,7 +55,7 @@ def test_policy_requiring_park_waits_until_parked(engine: Engine, car: DemoCar, 
     assert engine.pending_policy is not None and engine.policy.hash == old_hash
     car.hold(0.51, 1.0, speed=0.0, gear="D", parking_brake="RELEASED")
     assert engine.policy.hash == old_hash  # standing still is not parked
-    car.hold(1.01, 1.2, speed=0.0, gear="P")
+    car.hold(1.01, 2.2, speed=0.0, gear="P")  # parked once standing still for the dwell (1.5 s)
     assert engine.pending_policy is None and engine.policy.hash != old_hash
 
 

@@ -149,8 +149,8 @@ def test_verdict_writes_no_decision_log(tmp_path: Path) -> None:
         engine.verdict(req)
     watcher = Watcher(engine)  # the service's subscriber events ask verdicts too
     watcher.check(0.5)
-    DemoCar(engine).hold(1.01, 1.5)  # parked: every probe's restriction changes
-    assert [e["event"] for e in watcher.check(1.5) if e["event"] == "restrictions"] == ["restrictions"]
+    DemoCar(engine).hold(1.01, 3.0)  # parked (after the standstill dwell): every probe's restriction changes
+    assert [e["event"] for e in watcher.check(3.0) if e["event"] == "restrictions"] == ["restrictions"]
     assert read_lines(log) == []
     assert engine.log_errors == 0
     engine.decide(request())

@@ -54,7 +54,7 @@ signals:
     signal: SteeringRate
 """
     assert errors_of(tmp_path, text) == [
-        "car.yaml:2:1: unknown-key: unknown key 'colour' in the profile; expected one of: dbc, description, name, "
+        "car.yaml:2:1: unknown-key: unknown key 'colour' in the profile; expected one of: dbc, description, e2e, name, "
         "signals",
         "car.yaml:5:14: unknown-message: signals.speed.message: no message 'VEHICLE_SPED' in demo_sedan.dbc; did you "
         "mean VEHICLE_SPEED?",
@@ -68,17 +68,30 @@ signals:
     ]
 
 
-def test_missing_required_signal_and_map(tmp_path: Path) -> None:
+def test_missing_map(tmp_path: Path) -> None:
     text = """dbc: DBC
 signals:
   speed: {message: VEHICLE_SPEED, signal: VehicleSpeed}
   gear: {message: TRANSMISSION, signal: GearPosition}
 """
     assert errors_of(tmp_path, text) == [
-        "car.yaml:3:3: missing-signal: the profile must map the required signal 'steering_angle' "
-        "(steering wheel angle, positive = left)",
         "car.yaml:4:9: missing-key: signals.gear: 'gear' takes the values P, R, N, D; give a 'map' from DBC values",
     ]
+
+
+def test_a_partial_profile_loads_with_a_warning_per_unmapped_required_signal(tmp_path: Path) -> None:
+    """#10 item 11: a GNSS or OBD logger records only speed; its profile maps only speed."""
+    path = tmp_path / "car.yaml"
+    dbc = ROOT / "dbc" / "demo_sedan.dbc"
+    path.write_text(f"dbc: {dbc}\nsignals:\n  speed: {{message: VEHICLE_SPEED, signal: VehicleSpeed}}\n")
+    profile = load_profile(path)
+    assert list(profile.sources) == ["speed"]
+    assert profile.warnings == (
+        f"{path}:2:1: the profile does not map the required signal 'gear' (selected gear: P, R, N or D): "
+        "it is always unknown, and so is the driving state (fail closed)",
+        f"{path}:2:1: the profile does not map the required signal 'steering_angle' (steering wheel angle, "
+        "positive = left): it is always unknown (fail closed), and workload triggers on it are ignored",
+    )
 
 
 def test_dbc_that_cantools_rejects(tmp_path: Path) -> None:

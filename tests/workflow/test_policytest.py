@@ -42,8 +42,8 @@ def write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
 @pytest.mark.parametrize(
     ("policy", "suite", "checks", "rules"),
     [
-        (DEFAULT, DEFAULT_SUITE, 87, 11),
-        (BANDS, BANDS_SUITE, 52, 13),
+        (DEFAULT, DEFAULT_SUITE, 88, 11),
+        (BANDS, BANDS_SUITE, 54, 13),
     ],
     ids=["default", "speed-bands"],
 )
@@ -62,7 +62,7 @@ def test_shipped_suites_json() -> None:
     result = drivegate("test", DEFAULT, DEFAULT_SUITE, "--format", "json", "--coverage", "100")
     assert result.returncode == 0
     report = json.loads(result.stdout)
-    assert report["summary"] == {"checks": 87, "passed": 87, "failed": 0}
+    assert report["summary"] == {"checks": 88, "passed": 88, "failed": 0}
     assert report["coverage"]["percent"] == 100.0
     assert report["coverage"]["not_exercised"] == []
     assert report["coverage"]["met"] is True
@@ -137,8 +137,8 @@ def test_failing_case_shows_the_diff_and_the_explanation(tmp_path: Path) -> None
         "        explanation:",
     ]
     explanation = lines[12 : lines.index("1 passed, 1 failed: 2 checks (2 cases, 0 scenarios) in 1 file(s)")]
-    assert "            voice-low-workload: holds -> allow  [policies/default.yaml:100:5]" in explanation
-    assert "                workload == high: false (workload is low)  [policies/default.yaml:131:7]" in explanation
+    assert "            voice-low-workload: holds -> allow  [policies/default.yaml:103:5]" in explanation
+    assert "                workload == high: false (workload is low)  [policies/default.yaml:134:7]" in explanation
     assert explanation[-3:] == [
         "          decision: allow",
         "            rules: voice-low-workload",
@@ -173,7 +173,7 @@ def test_failing_case_in_json(tmp_path: Path) -> None:
             "actual": "low",
             "result": False,
             "negated": False,
-            "location": "policies/default.yaml:131:7",
+            "location": "policies/default.yaml:134:7",
         }
     ]
     assert report["results"][0]["explanation"] is None  # only failures carry one
@@ -185,16 +185,16 @@ def test_coverage_lists_rules_never_exercised_and_enforces_the_threshold(tmp_pat
     assert result.returncode == 1
     assert result.stdout.splitlines()[-12:] == [
         "rule coverage: 1/11 rules (9.1%)",
-        "  not exercised: parked-allow  [policies/default.yaml:56:5]",
-        "  not exercised: lockout-image  [policies/default.yaml:69:5]",
-        "  not exercised: lockout-reading-text  [policies/default.yaml:75:5]",
-        "  not exercised: lockout-text-entry  [policies/default.yaml:85:5]",
-        "  not exercised: limit-list  [policies/default.yaml:91:5]",
-        "  not exercised: voice-low-workload  [policies/default.yaml:100:5]",
-        "  not exercised: glanceable-visual  [policies/default.yaml:108:5]",
-        "  not exercised: manual-simple  [policies/default.yaml:119:5]",
-        "  not exercised: hold-high-workload  [policies/default.yaml:126:5]",
-        "  not exercised: critical-by-voice  [policies/default.yaml:139:5]",
+        "  not exercised: parked-allow  [policies/default.yaml:59:5]",
+        "  not exercised: lockout-image  [policies/default.yaml:72:5]",
+        "  not exercised: lockout-reading-text  [policies/default.yaml:78:5]",
+        "  not exercised: lockout-text-entry  [policies/default.yaml:88:5]",
+        "  not exercised: limit-list  [policies/default.yaml:94:5]",
+        "  not exercised: voice-low-workload  [policies/default.yaml:103:5]",
+        "  not exercised: glanceable-visual  [policies/default.yaml:111:5]",
+        "  not exercised: manual-simple  [policies/default.yaml:122:5]",
+        "  not exercised: hold-high-workload  [policies/default.yaml:129:5]",
+        "  not exercised: critical-by-voice  [policies/default.yaml:142:5]",
         "rule coverage 9.1% is under the required 10%",
     ]
     assert drivegate("test", DEFAULT, path, "--coverage", "9").returncode == 0
