@@ -9,6 +9,7 @@
     ├── PolicyTestError            a policy test suite (YAML) is wrong
     ├── RequestError               a request from the assistant is malformed
     ├── LogFormatError             a CAN log, or one of its lines or frames, is unreadable
+    ├── FaultSpecError             a fault to inject (``drivegate inject --fault``) is malformed
     ├── SignatureError             a policy signature is missing, untrusted or does not match
     ├── PolicyCheckError           a new policy failed its reload checks (the old one stays)
     ├── AnalysisLimitError         a policy comparison needed more splits than its budget
@@ -102,6 +103,12 @@ class LogFormatError(DriveGateError):
     """A log file is unreadable, or one of its lines or frames is."""
 
     code = "log-format"
+
+
+class FaultSpecError(DriveGateError):
+    """A fault specification for the injector is malformed or names what the profile lacks."""
+
+    code = "fault-spec"
 
 
 class PolicyTestError(DriveGateError):

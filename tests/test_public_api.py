@@ -81,6 +81,7 @@ def test_error_codes_are_stable_and_distinct() -> None:
         "policy": "PolicyError",
         "request": "RequestError",
         "log-format": "LogFormatError",
+        "fault-spec": "FaultSpecError",
         "policy-test": "PolicyTestError",
         "signature": "SignatureError",
         "policy-check": "PolicyCheckError",

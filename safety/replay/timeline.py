@@ -265,6 +265,7 @@ class Timeline:
         probes = self.probes
         channel = self.channel
         sample_every = self.sample_every
+        sample_gap = sample_every or 0.0
         next_sample = math.inf
         last_changes = -1
         previous: tuple[Any, ...] | None = None
@@ -272,35 +273,13 @@ class Timeline:
         outcomes: dict[str, str] = {}
         driving = ""
         read = skipped = 0
-        t = 0.0
+        t = -math.inf
         unknown: Mapping[str, str] = {}
         unknown_since = 0.0
-        for frame in frames:
-            read += 1
-            stamp, arbitration_id, is_extended, data, frame_channel, is_error, is_remote, is_fd, _, _ = frame
-            if (
-                is_error
-                or is_remote
-                or (channel is not None and frame_channel is not None and frame_channel != channel)
-            ):
-                skipped += 1
-                continue
-            # The stream's time: the latest believable frame time (None: this frame's time is refused).
-            now = admit(stamp)
-            if now is None:
-                continue
-            t = now
-            # frame_key(), inlined: this loop runs once per frame of the log.
-            key = arbitration_id | EXTENDED_KEY if is_extended else arbitration_id
-            handler = handlers.get(key)
-            if handler is None and is_extended and resolve is not None:
-                handler = resolve(key)
-            if handler is not None:
-                handler(stamp, data, frame_channel, is_fd)
-            if t >= state.next_expiry:
-                state.expire(t)
-            if state.changes == last_changes and t < next_sample:
-                continue
+
+        def observe(t: float) -> None:
+            """Decide the probes on the state at ``t``; write a line when anything changed (or a sample is due)."""
+            nonlocal next_sample, last_changes, previous, since, outcomes, driving, unknown, unknown_since
             if previous is None:
                 summary.first_time = since = t
                 if sample_every:
@@ -326,6 +305,50 @@ class Timeline:
                         counts[outcome] = counts.get(outcome, 0) + 1
                 driving, outcomes, previous = snap.driving_state, new_outcomes, current
                 self._emit(t, snap.values, snap.driving_state, snap.workload, new_outcomes, snap.unknown)
+
+        for frame in frames:
+            read += 1
+            stamp, arbitration_id, is_extended, data, frame_channel, is_error, is_remote, is_fd, _, _ = frame
+            if (
+                is_error
+                or is_remote
+                or (channel is not None and frame_channel is not None and frame_channel != channel)
+            ):
+                skipped += 1
+                continue
+            # The stream's time: the latest believable frame time (None: this frame's time is refused).
+            now = admit(stamp)
+            if now is None:
+                continue
+            # A signal that went stale (or a workload hold that ran out) between the last frame and
+            # this one did so at its own time, and the timeline says so then, with the samples due
+            # meanwhile: a bus silent for seconds shows as seconds of unknown, as a caller asking
+            # during the silence would have seen.
+            while True:
+                expiry = state.next_expiry
+                expiring = t < expiry < now
+                # A sample is taken at the first frame at or after its time, as always; only one
+                # a whole interval before this frame (the bus was silent) is taken on its own.
+                sampling = next_sample <= now - sample_gap
+                if not (expiring or sampling):
+                    break
+                # An expiry is observed just after its limit: stale once the age exceeds max_age.
+                when = math.nextafter(expiry, math.inf) if expiring and expiry < next_sample else next_sample
+                state.expire(when)
+                observe(when)
+            t = now
+            # frame_key(), inlined: this loop runs once per frame of the log.
+            key = arbitration_id | EXTENDED_KEY if is_extended else arbitration_id
+            handler = handlers.get(key)
+            if handler is None and is_extended and resolve is not None:
+                handler = resolve(key)
+            if handler is not None:
+                handler(stamp, data, frame_channel, is_fd)
+            if t >= state.next_expiry:
+                state.expire(t)
+            if state.changes == last_changes and t < next_sample:
+                continue
+            observe(t)
         summary.frames_read += read
         summary.frames_skipped += skipped
         summary.frames_decoded = engine._decoder.frames_decoded
