@@ -22,6 +22,7 @@ from safety.cli import (
     inject,
     keygen,
     lint,
+    log_stats,
     log_summary,
     protocol,
     replay,
@@ -58,6 +59,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     sign,
     verify,
     log_summary,
+    log_stats,
 )
 
 _EPILOG = (

@@ -74,7 +74,7 @@ def test_builtin_names_resolve_and_paths_stay_as_typed(tmp_path: Path) -> None:
 def test_every_command_is_registered_with_help_and_examples() -> None:
     assert set(COMMANDS) >= {
         "replay", "demo", "gen-drive", "serve", "protocol", "lint", "test", "explain", "schema",
-        "keygen", "sign", "verify", "log-summary", "inject",
+        "keygen", "sign", "verify", "log-summary", "inject", "log-stats",
     }  # fmt: skip
     for name, parser in COMMANDS.items():
         assert parser.description and parser.description.splitlines()[0].endswith("."), name
