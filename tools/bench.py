@@ -345,11 +345,42 @@ def baseline_replay(
     stats = BaselineStats()
     last_changes = -1
     previous: tuple[Any, ...] | None = None
+    last_t = -math.inf
+
+    def observe(t: float) -> None:
+        nonlocal last_changes, previous
+        last_changes = state.changes
+        snap = state.snapshot(t)
+        outcomes = {p["id"]: evaluator.verdict(snap.values, p).outcome.value for p in probes}
+        current = (snap.driving_state, snap.workload, outcomes)
+        if current == previous:
+            return
+        previous = current
+        values = snap.values
+        line = {
+            "t": round(t, 6),
+            "speed": _rounded(values.get("speed")),
+            "gear": values.get("gear"),
+            "steering_angle": _rounded(values.get("steering_angle")),
+            "driving_state": None if snap.driving_state == "unknown" else snap.driving_state,
+            "workload": None if snap.workload == "unknown" else snap.workload,
+            "decisions": outcomes,
+        }
+        out.write(json.dumps(line, separators=(", ", ": ")) + "\n")
+        stats.lines += 1
+
     for msg in can.LogReader(str(log)):
         stats.frames_read += 1
         if msg.is_error_frame or msg.is_remote_frame:
             continue
         t = msg.timestamp
+        # A signal going stale (or a workload hold ending) between two frames does so at its
+        # own time, just after its limit: observe it there, as DriveGate's replay does.
+        while last_t < state.next_expiry < t:
+            when = math.nextafter(state.next_expiry, math.inf)
+            state.expire(when)
+            observe(when)
+        last_t = t
         sources = by_id.get(msg.arbitration_id)
         if sources is not None:
             # python-can hands out bytearray, which cantools decodes as is (its hints say bytes).
@@ -374,25 +405,7 @@ def baseline_replay(
         state.expire(t)
         if state.changes == last_changes:
             continue
-        last_changes = state.changes
-        snap = state.snapshot(t)
-        outcomes = {p["id"]: evaluator.verdict(snap.values, p).outcome.value for p in probes}
-        current = (snap.driving_state, snap.workload, outcomes)
-        if current == previous:
-            continue
-        previous = current
-        values = snap.values
-        line = {
-            "t": round(t, 6),
-            "speed": _rounded(values.get("speed")),
-            "gear": values.get("gear"),
-            "steering_angle": _rounded(values.get("steering_angle")),
-            "driving_state": None if snap.driving_state == "unknown" else snap.driving_state,
-            "workload": None if snap.workload == "unknown" else snap.workload,
-            "decisions": outcomes,
-        }
-        out.write(json.dumps(line, separators=(", ", ": ")) + "\n")
-        stats.lines += 1
+        observe(t)
     stats.invalid = dict(state.counters.invalid)
     return stats
 
