@@ -20,7 +20,7 @@ from typing import Any, cast
 import numpy as np
 
 from safety.errors import Location, LogFormatError
-from safety.io.files import open_text
+from safety.io.files import READ_ERRORS, open_text
 from safety.io.frame import (
     CAN_EFF_MASK,
     CAN_ERR_FLAG,
@@ -72,7 +72,7 @@ def candump_file(path: str | Path, gz: bool, file: str, report: ErrorHandler) ->
         while True:
             try:
                 chunk = f.read(_BLOCK_CHARS)
-            except (OSError, EOFError) as exc:  # truncated or corrupt .gz
+            except READ_ERRORS as exc:  # truncated or corrupt .gz
                 report(
                     LogFormatError(
                         f"cannot read past line {lineno}: {exc}; the file is truncated or corrupt",

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from safety.errors import Location, LogFormatError
-from safety.io.files import open_text
+from safety.io.files import READ_ERRORS, open_text
 from safety.io.frame import (
     CAN_EFF_MASK,
     CAN_SFF_MASK,
@@ -24,6 +24,7 @@ from safety.io.frame import (
 # extended/remote/error ("1"/"0"), dlc (decimal), data (base64).  panda/strym: Time (unix float),
 # [Buffer (raw panda bytes, ignored),] Bus (decimal), MessageID (decimal), Message (hex),
 # MessageLength (decimal).
+_CSV_READ_ERRORS: tuple[type[Exception], ...] = (*READ_ERRORS, csv.Error)  # csv.Error: e.g. a field too large
 _PYTHON_CAN_COLUMNS = ("timestamp", "arbitration_id", "extended", "remote", "error", "dlc", "data")
 _PANDA_COLUMNS = ("time", "bus", "messageid", "message", "messagelength")
 _PANDA_BUFFER_COLUMNS = ("time", "buffer", "bus", "messageid", "message", "messagelength")
@@ -31,8 +32,11 @@ _PANDA_BUFFER_COLUMNS = ("time", "buffer", "bus", "messageid", "message", "messa
 
 def csv_dialect(path: str | Path, gz: bool, file: str) -> tuple[str, dict[str, int]]:
     """Read the header: ('csv' | 'panda-csv', column name -> index), or raise at file:1."""
-    with open_text(path, gz, "utf-8-sig") as f:
-        header = next(csv.reader(f), [])
+    try:
+        with open_text(path, gz, "utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+    except _CSV_READ_ERRORS as exc:
+        raise LogFormatError(f"cannot read the header: {exc}", Location(file=file, line=1)) from None
     names = [name.strip().lower() for name in header]
     columns = {name: i for i, name in enumerate(names)}
     if len(columns) == len(names):
@@ -63,7 +67,7 @@ def csv_file(
                 row = next(rows)
             except StopIteration:
                 return
-            except (OSError, EOFError, csv.Error) as exc:
+            except _CSV_READ_ERRORS as exc:
                 report(
                     LogFormatError(
                         f"cannot read past this line: {exc}; the file is truncated or corrupt",

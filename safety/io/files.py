@@ -5,12 +5,18 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+import zlib
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from safety.errors import Location, LogFormatError
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+#: What reading a log file, gzipped or not, can raise when the file is damaged: I/O errors,
+#: gzip's own (``BadGzipFile`` is an ``OSError``, a cut member ``EOFError``) and zlib's for a
+#: corrupt deflate stream, which is neither.
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
 
 
 def check_file(path: str | Path) -> bool:
@@ -30,7 +36,7 @@ def check_file(path: str | Path) -> bool:
                     raise LogFormatError("file is empty (after gunzip)", Location(file=file))
     except FileNotFoundError:
         raise LogFormatError("no such file", Location(file=file)) from None
-    except (OSError, EOFError) as exc:  # permission denied, corrupt gzip header, ...
+    except READ_ERRORS as exc:  # permission denied, corrupt gzip header or stream, ...
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise LogFormatError(f"cannot read the file: {reason}", Location(file=file)) from None
     return gz
