@@ -131,6 +131,7 @@ def time_decides(
     calls: int,
     gc_enabled: bool,
     decision_log: Path | None = None,
+    vehicle: Path = VEHICLE,
 ) -> LatencyRun:
     """One fresh engine, fed ``WARM_S`` of drive, then ``calls`` timed decides with frames in between.
 
@@ -141,7 +142,7 @@ def time_decides(
         engine = Engine.load(VEHICLE, POLICY, decision_log=DecisionLog(decision_log, max_bytes=200_000_000))
         requests = [{**r, "glance_ms": 700, "task_id": f"task-{i % 4}"} for i, r in enumerate(requests)]
     else:
-        engine = Engine.load(VEHICLE, POLICY)
+        engine = Engine.load(vehicle, POLICY)
     i = 0
     n_messages = len(messages)
     while i < n_messages and messages[i].timestamp <= WARM_S:
@@ -523,6 +524,86 @@ def bench_replay(frames: int, repeats: int, workdir: Path, log: Callable[[str], 
     return ThroughputResult(frames, repeats, cli_runs, lib_runs, base_runs, check)
 
 
+# --------------------------------------------------------------------------- integrity cost
+
+
+def profile_without_e2e(workdir: Path) -> Path:
+    """The demo sedan's profile with its ``e2e:`` section removed (and its DBC by absolute path)."""
+    text = VEHICLE.read_text(encoding="utf-8")
+    text = text.split("\ne2e:")[0].replace("dbc: demo_sedan.dbc", f"dbc: {VEHICLE.parent / 'demo_sedan.dbc'}")
+    path = workdir / "demo_sedan_no_e2e.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert not Engine.load(path, POLICY).profile.e2e
+    return path
+
+
+@dataclass
+class IntegrityResult:
+    frames: int
+    with_e2e_fps: float
+    without_e2e_fps: float
+    round_ratios: list[float]
+    decide_p50_with_us: float
+    decide_p50_without_us: float
+    decide_p99_with_us: float
+    decide_p99_without_us: float
+
+    @property
+    def replay_cost(self) -> float:
+        """Replay time with the checks over without (1.10 = 10 % slower), median of the rounds."""
+        return statistics.median(self.round_ratios)
+
+
+def bench_integrity(
+    log_path: Path, frames: int, decides: int, repeats: int, workdir: Path, log: Callable[[str], None]
+) -> IntegrityResult:
+    """Replay and decide() with the demo profile's five E2E-protected messages, and without them.
+
+    The same log, interleaved rounds (with, then without), medians: what the checks cost.
+    """
+    plain = profile_without_e2e(workdir)
+    ratios: list[float] = []
+    with_fps: list[float] = []
+    without_fps: list[float] = []
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
+        for r in range(repeats):
+            timed = []
+            for vehicle in (VEHICLE, plain):
+                gc.collect()
+                start = time.perf_counter()
+                summary = replay_file(Engine.load(vehicle, POLICY), log_path, BUILTIN_PROBES, devnull)
+                timed.append(time.perf_counter() - start)
+                assert summary.frames_read == frames
+            with_fps.append(frames / timed[0])
+            without_fps.append(frames / timed[1])
+            ratios.append(timed[0] / timed[1])
+            log(
+                f"  round {r + 1}: with E2E {with_fps[-1]:10,.0f} frames/s   without {without_fps[-1]:10,.0f} "
+                f"frames/s   ({ratios[-1]:.3f}x the time)"
+            )
+    messages = drive_messages(WARM_S + decides * DECIDE_STEP_S + 1.0)
+    requests = decide_requests()
+    with_runs: list[LatencyRun] = []
+    without_runs: list[LatencyRun] = []
+    for _ in range(repeats):
+        with_runs.append(time_decides(messages, requests, decides, gc_enabled=True))
+        without_runs.append(time_decides(messages, requests, decides, gc_enabled=True, vehicle=plain))
+
+    def median_of(runs: list[LatencyRun], stat: str) -> float:
+        return statistics.median(run.stats[stat] for run in runs) / 1000
+
+    return IntegrityResult(
+        frames,
+        statistics.median(with_fps),
+        statistics.median(without_fps),
+        ratios,
+        median_of(with_runs, "p50"),
+        median_of(without_runs, "p50"),
+        median_of(with_runs, "p99"),
+        median_of(without_runs, "p99"),
+    )
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -549,7 +630,9 @@ def _met(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
-def markdown_table(info: Mapping[str, str], lat: LatencyResult, thr: ThroughputResult) -> str:
+def markdown_table(
+    info: Mapping[str, str], lat: LatencyResult, thr: ThroughputResult, integrity: IntegrityResult
+) -> str:
     on, off = lat.by_mode["gc enabled"], lat.by_mode["gc disabled"]
     p99 = on["p99"]
     rows: list[tuple[str, str]] = [
@@ -586,6 +669,16 @@ def markdown_table(info: Mapping[str, str], lat: LatencyResult, thr: ThroughputR
             f"(per-round median {statistics.median(thr.round_ratios):.2f}x)",
         ),
         ("Same frames decoded, same timeline", "yes" if thr.check.ok and thr.counts_agree else "NO"),
+        (
+            "Replay with / without the E2E checks (5 protected messages)",
+            f"{integrity.with_e2e_fps:,.0f} / {integrity.without_e2e_fps:,.0f} frames/s: "
+            f"{integrity.replay_cost:.3f}x the time (median of per-round ratios)",
+        ),
+        (
+            "`decide()` p50 / p99 with / without the E2E checks",
+            f"{integrity.decide_p50_with_us:.2f} / {integrity.decide_p99_with_us:.2f} vs "
+            f"{integrity.decide_p50_without_us:.2f} / {integrity.decide_p99_without_us:.2f} µs",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     vwidth = max(len(v) for _, v in rows)
@@ -650,6 +743,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lat = bench_decide(decides, repeats, log)
     with tempfile.TemporaryDirectory(prefix="drivegate-bench-") as tmp:
         thr = bench_replay(frames, repeats, Path(tmp), log)
+        log(f"integrity checks (E2E on 5 of the 8 messages), {frames} frames, interleaved rounds:")
+        integrity = bench_integrity(Path(tmp) / "drive.log", frames, decides, repeats, Path(tmp), log)
 
     on, off = lat.by_mode["gc enabled"], lat.by_mode["gc disabled"]
     log("")
@@ -693,9 +788,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(median {statistics.median(thr.round_ratios):.2f}x)"
     )
     log(f"replay ratio ours/baseline: {thr.ratio:.2f}x  [floor >= {RATIO_FLOOR:g}x: {_met(thr.ratio >= RATIO_FLOOR)}]")
+    log(
+        f"integrity checks: replay {integrity.with_e2e_fps:,.0f} frames/s with E2E, "
+        f"{integrity.without_e2e_fps:,.0f} without ({integrity.replay_cost:.3f}x the time, median of "
+        f"{', '.join(f'{x:.3f}' for x in integrity.round_ratios)}); decide() p50 {integrity.decide_p50_with_us:.2f} "
+        f"vs {integrity.decide_p50_without_us:.2f} µs, p99 {integrity.decide_p99_with_us:.2f} vs "
+        f"{integrity.decide_p99_without_us:.2f} µs"
+    )
     log(f"(total bench time {time.perf_counter() - began:.0f} s)")
     log("")
-    log(markdown_table(info, lat, thr))
+    log(markdown_table(info, lat, thr, integrity))
 
     problems = []
     if not thr.check.ok:

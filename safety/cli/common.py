@@ -114,6 +114,16 @@ def vehicle_arg(text: str) -> str:
     return _name_or_text(text, builtin.vehicle_path(text))
 
 
+def add_vehicle_option(parser: argparse.ArgumentParser) -> None:
+    """``--vehicle V`` (required), as every command that reads CAN frames takes it."""
+    parser.add_argument(
+        "--vehicle",
+        required=True,
+        type=vehicle_arg,
+        help=f"vehicle profile (YAML beside its DBC): {BUILTIN_HINT}, e.g. demo-sedan",
+    )
+
+
 def policy_arg(text: str) -> str:
     """argparse type: a built-in policy name (``default``, ``speed-bands``) as its path, or a path."""
     return _name_or_text(text, builtin.policy_path(text))

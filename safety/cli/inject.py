@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from safety.cli.common import BUILTIN_HINT, EXIT_FINDINGS, EXIT_OK, EXIT_UNUSABLE, add_command, vehicle_arg
+from safety.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    add_command,
+    add_vehicle_option,
+)
 from safety.errors import LogFormatError
 from safety.faults import Injector, parse_faults
 from safety.faults.spec import kinds_help
@@ -44,12 +50,7 @@ def register(sub: Any) -> None:
     # The grammar and the kinds, laid out by hand (the description above is wrapped): before the examples.
     parser.description = (parser.description or "") + "\n\n" + _GRAMMAR + kinds_help()
     parser.add_argument("log", help="the log to read (any format drivegate replay reads)")
-    parser.add_argument(
-        "--vehicle",
-        required=True,
-        type=vehicle_arg,
-        help=f"vehicle profile (YAML beside its DBC): {BUILTIN_HINT}, e.g. demo-sedan",
-    )
+    add_vehicle_option(parser)
     parser.add_argument(
         "--fault",
         action="append",

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from safety.cli.common import BUILTIN_HINT, EXIT_FINDINGS, EXIT_OK, add_command, vehicle_arg
+from safety.cli.common import EXIT_FINDINGS, EXIT_OK, add_command, add_vehicle_option
 from safety.errors import LogFormatError
 from safety.io.logs import read_log
 from safety.replay.logstats import format_stats, log_stats
@@ -31,9 +31,7 @@ def register(sub: Any) -> None:
         ),
     )
     parser.add_argument("log", help="the log file (any format drivegate replay reads)")
-    parser.add_argument(
-        "--vehicle", required=True, type=vehicle_arg, help=f"vehicle profile: {BUILTIN_HINT}, e.g. demo-sedan"
-    )
+    add_vehicle_option(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
     parser.set_defaults(run=run)
 

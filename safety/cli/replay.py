@@ -12,9 +12,9 @@ from safety.cli.common import (
     EXIT_OK,
     EXIT_UNUSABLE,
     add_command,
+    add_vehicle_option,
     output,
     policy_arg,
-    vehicle_arg,
 )
 from safety.engine.engine import Engine
 from safety.replay.timeline import (
@@ -42,12 +42,7 @@ def register(sub: Any) -> None:
         ),
     )
     parser.add_argument("log", help="the log file")
-    parser.add_argument(
-        "--vehicle",
-        required=True,
-        type=vehicle_arg,
-        help=f"vehicle profile (YAML beside its DBC): {BUILTIN_HINT}, e.g. demo-sedan",
-    )
+    add_vehicle_option(parser)
     parser.add_argument(
         "--policy",
         required=True,
@@ -93,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
     out: TextIO
     with output(args.out) as out:
         if args.virtual:
-            summary = replay_virtual(
-                engine, args.log, probes, out, args.sample_every, args.speed, reasons=args.reasons
-            )
+            summary = replay_virtual(engine, args.log, probes, out, args.sample_every, args.speed, reasons=args.reasons)
         else:
             summary = replay_file(engine, args.log, probes, out, args.sample_every, reasons=args.reasons)
     print(summary.format(), file=sys.stderr)

@@ -12,7 +12,14 @@ from typing import Any
 
 from safety import builtin
 from safety.audit.decisionlog import DecisionLog
-from safety.cli.common import BUILTIN_HINT, EXIT_UNUSABLE, add_command, policy_arg, suite_arg, vehicle_arg
+from safety.cli.common import (
+    BUILTIN_HINT,
+    EXIT_UNUSABLE,
+    add_command,
+    add_vehicle_option,
+    policy_arg,
+    suite_arg,
+)
 from safety.engine.engine import Engine
 from safety.errors import LogFormatError
 from safety.policy.signing import load_public_keys
@@ -40,12 +47,7 @@ def register(sub: Any) -> None:
             "drivegate protocol | less    # what a client sends and gets back",
         ),
     )
-    parser.add_argument(
-        "--vehicle",
-        required=True,
-        type=vehicle_arg,
-        help=f"vehicle profile (YAML beside its DBC): {BUILTIN_HINT}, e.g. demo-sedan",
-    )
+    add_vehicle_option(parser)
     parser.add_argument(
         "--policy",
         required=True,

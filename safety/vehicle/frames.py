@@ -163,16 +163,16 @@ class FrameDecoder:
         def handle(t: float, data: bytes, channel: str | None, is_fd: bool = False) -> None:
             if only is not None and channel is not None and channel not in only:
                 return
-            if fd_only and not is_fd:
-                # A classic frame where the profile requires CAN FD: not the message it claims to be.
-                for name in fd_only:
-                    sink(name, None, t, reason="not a CAN FD frame (the profile requires FD)", cause="integrity")
             if t < latest[0]:
                 # Older than the latest frame of this message: a late or replayed frame (dropped,
                 # as Android Automotive drops older property events).
                 rejected[OUT_OF_ORDER] = rejected.get(OUT_OF_ORDER, 0) + 1
                 return
             latest[0] = t
+            if fd_only and not is_fd:
+                # A classic frame where the profile requires CAN FD: not the message it claims to be.
+                for name in fd_only:
+                    sink(name, None, t, reason="not a CAN FD frame (the profile requires FD)", cause="integrity")
             self.frames_decoded += 1
             if len(data) < need:
                 self._short(t, data, channel, reader, converters, sink, e2e_need)
