@@ -47,16 +47,6 @@ class Verdict:
     constraints: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class RuleTrace:
-    """How one rule evaluated (for explanations)."""
-
-    rule: str
-    result: bool | None  # True holds, False does not, None unknown (may hold)
-    outcome: Outcome
-    exception: bool
-
-
 def merge_constraints(rules: Sequence[CompiledRule]) -> dict[str, Any]:
     """The strictest combination of several rules' constraints."""
     return _merge_dicts([rule.constraints for rule in rules])
@@ -74,8 +64,11 @@ def _merge_dicts(all_constraints: list[Mapping[str, Any]]) -> dict[str, Any]:
                 merged[key] = max(merged[key], value)
             elif key == "modality":
                 merged[key] = "voice" if "voice" in (merged[key], value) else value
-            elif key == "until" and value not in merged[key].split("; "):
-                merged[key] = f"{merged[key]}; {value}"
+            elif key == "until":
+                # Each part once: a value may itself be a join (one world's merged constraints).
+                parts = merged[key].split("; ")
+                parts += [part for part in value.split("; ") if part not in parts]
+                merged[key] = "; ".join(parts)
     return merged
 
 
@@ -106,10 +99,8 @@ class Evaluator:
         self._cache[key] = result
         return result
 
-    def evaluate(
-        self, state: Mapping[str, Any], request: Mapping[str, Any], trace: list[RuleTrace] | None = None
-    ) -> Verdict:
-        """Evaluate every rule (no cache); append each rule's result to ``trace`` if given."""
+    def evaluate(self, state: Mapping[str, Any], request: Mapping[str, Any]) -> Verdict:
+        """Evaluate every rule (no cache)."""
         policy = self.policy
         unknown_state = [name for name, _ in policy.state_cells if state.get(name) is None]
         unknown_request = [name for name, _ in policy.request_cells if request.get(name) is None]
@@ -117,9 +108,9 @@ class Evaluator:
         for name in (*unknown_state, *unknown_request):
             worlds *= len(policy.representatives[name])
         if worlds == 1 or worlds > MAX_WORLDS:
-            verdict = self._evaluate_once(state, request, trace)
+            verdict = self._evaluate_once(state, request)
         else:
-            verdict = self._evaluate_worlds(state, request, unknown_state, unknown_request, trace)
+            verdict = self._evaluate_worlds(state, request, unknown_state, unknown_request)
         if unknown_state:
             verdict = Verdict(
                 verdict.outcome,
@@ -135,7 +126,6 @@ class Evaluator:
         request: Mapping[str, Any],
         unknown_state: list[str],
         unknown_request: list[str],
-        trace: list[RuleTrace] | None,
     ) -> Verdict:
         """The most restrictive verdict over every value the unknown fields could take."""
         reps = self.policy.representatives
@@ -146,26 +136,20 @@ class Evaluator:
             world_request = dict(request)
             for name, value in zip(names, combo, strict=True):
                 (world_state if name in unknown_state else world_request)[name] = value
-            verdict = self._evaluate_once(world_state, world_request, None)
+            verdict = self._evaluate_once(world_state, world_request)
             if not worst or verdict.outcome.rank > worst[0].outcome.rank:
                 worst = [verdict]
             elif verdict.outcome.rank == worst[0].outcome.rank:
                 worst.append(verdict)
-        if trace is not None:
-            self._evaluate_once(state, request, trace)
         rules = tuple(dict.fromkeys(r for v in worst for r in v.rules))
         reason = "; ".join(dict.fromkeys(part for v in worst for part in v.reason.split("; ")))
         constraints = _merge_dicts([v.constraints for v in worst])
         return Verdict(worst[0].outcome, rules, reason, constraints)
 
-    def _evaluate_once(
-        self, state: Mapping[str, Any], request: Mapping[str, Any], trace: list[RuleTrace] | None
-    ) -> Verdict:
+    def _evaluate_once(self, state: Mapping[str, Any], request: Mapping[str, Any]) -> Verdict:
         results = []
         for rule in self.policy.rules:
             result = rule.test(state, request)
-            if trace is not None:
-                trace.append(RuleTrace(rule.id, result, rule.outcome, rule.exception))
             if result is not False:
                 results.append((rule, result))
         c = combine(self.policy, results)

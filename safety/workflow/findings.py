@@ -222,7 +222,7 @@ class Verdicts:
         found = self.memo.get(mask)
         if found is None:
             rules = tuple(self.always[i] for i in bits(mask))
-            found = Evaluator(replace(self.policy, rules=rules))._evaluate_once({}, {}, None)
+            found = Evaluator(replace(self.policy, rules=rules))._evaluate_once({}, {})
             self.memo[mask] = found
         return found
 
