@@ -380,7 +380,8 @@ def baseline_replay(
         while last_t < state.next_expiry < t:
             when = math.nextafter(state.next_expiry, math.inf)
             state.expire(when)
-            observe(when)
+            if state.changes != last_changes:
+                observe(when)
         last_t = t
         sources = by_id.get(msg.arbitration_id)
         if sources is not None:

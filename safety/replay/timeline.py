@@ -335,7 +335,9 @@ class Timeline:
                 # An expiry is observed just after its limit: stale once the age exceeds max_age.
                 when = math.nextafter(expiry, math.inf) if expiring and expiry < next_sample else next_sample
                 state.expire(when)
-                observe(when)
+                # Most expiry times find nothing gone stale (a newer frame came): decide only on a change.
+                if state.changes != last_changes or when >= next_sample:
+                    observe(when)
             t = now
             # frame_key(), inlined: this loop runs once per frame of the log.
             key = arbitration_id | EXTENDED_KEY if is_extended else arbitration_id
