@@ -74,11 +74,18 @@ def _option_value(text: str) -> Any:
 def kernel_filters(engine: Engine) -> list[dict[str, Any]]:
     """python-can filters for the frame ids the profile reads; interfaces that can (SocketCAN,
     most vendor drivers) apply them in the kernel or the adapter, the rest in python-can."""
-    ids = sorted({(src.frame_id, src.is_extended) for src in engine.profile.sources.values()})
-    return [
+    exact = sorted({(src.frame_id, src.is_extended) for src in engine.profile.sources.values() if src.pgn is None})
+    filters = [
         {"can_id": frame_id, "can_mask": 0x1FFFFFFF if extended else 0x7FF, "extended": extended}
-        for frame_id, extended in ids
+        for frame_id, extended in exact
     ]
+    # J1939: a PGN entry is matched by its parameter group, from any priority and (its source
+    # list is checked by the engine) any sender: filter on the PGN's bits of the id only.  PDU1
+    # (PF < 240) has a destination address where PDU2 has the group extension: not in the PGN.
+    for pgn in sorted({src.pgn for src in engine.profile.sources.values() if src.pgn is not None}):
+        pdu2 = (pgn >> 8) & 0xFF >= 0xF0
+        filters.append({"can_id": pgn << 8, "can_mask": 0x03FFFF00 if pdu2 else 0x03FF0000, "extended": True})
+    return filters
 
 
 def open_bus(spec: BusSpec, engine: Engine) -> can.BusABC:

@@ -109,3 +109,24 @@ def test_fd_flags_come_through_a_candump_replay(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert lines[0]["unknown"]["speed"] == "not a CAN FD frame (the profile requires FD)"
     assert engine.state().values["speed"] == 30.0
+
+
+def test_the_service_kernel_filters_pass_a_pgn_from_every_sender(tmp_path: Path) -> None:
+    """Found in review: ``serve``'s kernel filters passed only the DBC's exact id (source 0xFE,
+    priority 6), so a truck's CCVS1 from any other sender never reached the PGN matching.
+    Real python-can virtual buses: the receiving one applies the service's filters."""
+    from safety.service.inputs import kernel_filters
+
+    engine = Engine.load(truck_profile(tmp_path, ", source: any"), DEFAULT_POLICY)
+    filters = kernel_filters(engine)
+    channel = f"j1939-{tmp_path.name}"
+    with (
+        can.Bus(interface="virtual", channel=channel, can_filters=filters) as receiver,
+        can.Bus(interface="virtual", channel=channel) as sender,
+    ):
+        for ident in (0x18FEF100, 0x0CFEF147, 0x18FEF1FE, 0x18FEF200, 0x18EAFF00):
+            sender.send(can.Message(arbitration_id=ident, is_extended_id=True, data=bytes(8)))
+        received = []
+        while (msg := receiver.recv(timeout=0.2)) is not None:
+            received.append(msg.arbitration_id)
+    assert received == [0x18FEF100, 0x0CFEF147, 0x18FEF1FE]
