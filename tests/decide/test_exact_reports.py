@@ -72,3 +72,15 @@ def test_a_new_time_base_needs_exactly_confirm_frames() -> None:
     assert answers[:-1] == [None] * (clock.confirm - 1)
     assert answers[-1] == far + (clock.confirm - 1) * 0.01
     assert rejected == {"time-jump": clock.confirm - 1}
+
+
+def test_a_reload_keeps_the_sample_counts() -> None:
+    """Mutant of ``VehicleState.carry_over``: ``fresh.counters = None`` (the counts of invalid,
+    implausible and integrity-failing samples lost, and the engine's counters broken, on reload)."""
+    engine = Engine.load(DEMO_VEHICLE, DEFAULT_POLICY)
+    car = DemoCar(engine)
+    car.send("VEHICLE_SPEED", 1.0, VehicleSpeed=655.35)  # the DBC's SNA
+    assert engine.counters["invalid"] == {"speed": 1}
+    engine.reload(DEFAULT_POLICY)
+    car.send("VEHICLE_SPEED", 1.1, VehicleSpeed=655.35)
+    assert engine.counters["invalid"] == {"speed": 2}
