@@ -77,6 +77,7 @@ class Engine:
                 watch=policy.thresholds,
                 watch_values=policy.watched_values,
                 resolution=self.profile.resolutions(),
+                cross_checks=self.profile.cross_checks,
             )
         else:
             state = previous.carry_over(

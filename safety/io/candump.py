@@ -373,7 +373,9 @@ def _parse_candump_line(line: str) -> Frame | str | None:
         if len(data) not in FD_LENGTHS:
             return f"bad CAN FD data length: found {len(data)} bytes, expected 0-8, 12, 16, 20, 24, 32, 48 or 64"
         # candump's flags digit: CANFD_BRS = 1, CANFD_ESI = 2 (linux/can.h).
-        return Frame(timestamp, raw_id, extended, data, channel, error, False, True, bool(fd_flags & 1), bool(fd_flags & 2))
+        return Frame(
+            timestamp, raw_id, extended, data, channel, error, False, True, bool(fd_flags & 1), bool(fd_flags & 2)
+        )
     if len(data) > 8:
         return f"bad data length: found {len(data)} bytes, expected at most 8 for classic CAN (CAN FD uses '##')"
     return Frame(timestamp, raw_id, extended, data, channel, error, False)

@@ -422,6 +422,8 @@ _CAUSES = (
     ("implausible", "implausible"),
     ("truncated", "truncated"),
     ("integrity", "integrity"),
+    ("cross-check failed", "cross-check"),
+    ("cannot be cross-checked", "cross-check"),
     ("newer than now", "newer than now"),
     ("not mapped", "not mapped"),
 )
@@ -498,9 +500,7 @@ def frames_seen(log: str | Path, limit: int = 12) -> tuple[list[str], list[str],
 
 def silent_replay_warning(engine: Engine, log: str | Path) -> str:
     """What to tell a user whose replay decoded nothing: what the profile reads, and what the log has."""
-    wanted = sorted(
-        {f"{src.frame}{' on ' + src.bus if src.bus else ''}" for src in engine.profile.sources.values()}
-    )
+    wanted = sorted({f"{src.frame}{' on ' + src.bus if src.bus else ''}" for src in engine.profile.sources.values()})
     channels, ids, distinct = frames_seen(log)
     more = f" (+{distinct - len(ids)} more)" if distinct > len(ids) else ""
     return (

@@ -103,9 +103,7 @@ class FrameDecoder:
         pgn = j1939_pgn(arbitration_id)
         source = arbitration_id & 0xFF
         sources = [
-            s
-            for s in self._pgn_groups.get(pgn, ())
-            if s.source_addresses is None or source in s.source_addresses
+            s for s in self._pgn_groups.get(pgn, ()) if s.source_addresses is None or source in s.source_addresses
         ]
         if not sources:
             if len(self._misses) < _MAX_MISSES:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,16 @@ from safety.vehicle.decode import frame_label, j1939_pgn, signal_value_range
 from safety.vehicle.e2e import Protection
 from safety.vehicle.protection import parse_e2e
 from safety.vehicle.signals import CANONICAL_SIGNALS, REQUIRED_SIGNALS
+from safety.vehicle.state import CrossCheck
 from safety.yamlsource import Checker, Node, load_yaml
 
-PROFILE_KEYS = ("dbc", "signals", "name", "description", "e2e")
+PROFILE_KEYS = ("dbc", "signals", "name", "description", "e2e", "cross_check")
+# A cross-check entry: a second source of a numeric signal, as a signal entry, and how far apart
+# the two may be: ``tolerance`` in the signal's unit and ``tolerance_percent`` of the reference
+# (the larger applies).
+CROSS_CHECK_KEYS = ("tolerance", "tolerance_percent")
+#: The name the state gives the reference of a cross-checked signal (``speed`` -> ``speed_reference``).
+REFERENCE_SUFFIX = "_reference"
 SIGNAL_KEYS = (
     "message",
     "signal",
@@ -99,6 +106,7 @@ class VehicleProfile:
     name: str = ""
     warnings: tuple[str, ...] = field(default=())
     e2e: Mapping[tuple[int, bool], Protection] = field(default_factory=dict)  # by (frame id, extended)
+    cross_checks: Mapping[str, CrossCheck] = field(default_factory=dict)  # by canonical signal
 
     def max_ages(self) -> dict[str, float]:
         return {name: src.max_age for name, src in self.sources.items()}
@@ -187,6 +195,25 @@ def load_profile(path: str | Path) -> VehicleProfile:
                 warnings.append(
                     f"{protection.loc}: e2e protects message '{protection.message}', which no mapped signal reads"
                 )
+    cross_checks: dict[str, CrossCheck] = {}
+    if (cross_node := root.value.get("cross_check")) is not None:
+        cross_checks = _parse_cross_checks(cross_node, sources, database, dbc_path.name, check)
+        for canonical, entry in cross_node.items() if cross_node.is_map else ():
+            if canonical not in sources or CANONICAL_SIGNALS[canonical].kind != "number":
+                continue  # reported by _parse_cross_checks
+            # Every entry's source is parsed (all its errors reported); a valid check keeps it.
+            reference = _parse_source(
+                canonical,
+                entry,
+                database,
+                dbc_path.name,
+                check,
+                what=f"cross_check.{canonical}",
+                extra_keys=CROSS_CHECK_KEYS,
+            )
+            cross = cross_checks.get(canonical)
+            if reference is not None and cross is not None:
+                sources[cross.reference] = replace(reference, name=cross.reference)
     title = root.value.get("name")
     check.errors.raise_if_any()
     return VehicleProfile(
@@ -197,6 +224,7 @@ def load_profile(path: str | Path) -> VehicleProfile:
         name=str(title.value) if title is not None else Path(name).stem,
         warnings=tuple(warnings),
         e2e=e2e,
+        cross_checks=cross_checks,
     )
 
 
@@ -254,20 +282,24 @@ def _by_pgn(node: Node, database: Any, dbc_name: str, what: str, check: Checker)
     pgn = check.integer(node, what, minimum=0, maximum=0x3FFFF)
     if pgn is None:
         return None, None
-    found = [
-        m for m in database.messages if m.is_extended_frame and j1939_pgn(m.frame_id) == pgn
-    ]
+    found = [m for m in database.messages if m.is_extended_frame and j1939_pgn(m.frame_id) == pgn]
     if not found:
-        check.error("unknown-message", node.loc, f"{what}: no 29-bit message with PGN 0x{pgn:04X} ({pgn}) in {dbc_name}")
+        check.error(
+            "unknown-message", node.loc, f"{what}: no 29-bit message with PGN 0x{pgn:04X} ({pgn}) in {dbc_name}"
+        )
         return None, None
     if len(found) > 1:
         names = ", ".join(m.name for m in found)
-        check.error("ambiguous-message", node.loc, f"{what}: PGN {pgn} names several messages ({names}); give 'message'")
+        check.error(
+            "ambiguous-message", node.loc, f"{what}: PGN {pgn} names several messages ({names}); give 'message'"
+        )
         return None, None
     return found[0], pgn
 
 
-def _j1939(v: dict[str, Node], message: Any, what: str, check: Checker) -> tuple[int | None, frozenset[int] | None, bool]:
+def _j1939(
+    v: dict[str, Node], message: Any, what: str, check: Checker
+) -> tuple[int | None, frozenset[int] | None, bool]:
     """(pgn, accepted source addresses or None for any, ok) of an entry matched the J1939 way."""
     if not message.is_extended_frame:
         check.error("bad-key", v["source"].loc, f"{what}.source: J1939 matching needs a 29-bit message")
@@ -277,9 +309,7 @@ def _j1939(v: dict[str, Node], message: Any, what: str, check: Checker) -> tuple
     if node is None or node.value == "any":
         return pgn, None, True
     if not node.is_seq or not node.value:
-        check.error(
-            "expected-type", node.loc, f"{what}.source must be 'any' or a list of source addresses (0..253)"
-        )
+        check.error("expected-type", node.loc, f"{what}.source must be 'any' or a list of source addresses (0..253)")
         return None, None, False
     addresses = [check.integer(a, f"{what}.source", minimum=0, maximum=MAX_SOURCE_ADDRESS) for a in node.value]
     if any(a is None for a in addresses):
@@ -287,9 +317,69 @@ def _j1939(v: dict[str, Node], message: Any, what: str, check: Checker) -> tuple
     return pgn, frozenset(a for a in addresses if a is not None), True
 
 
-def _parse_source(canonical: str, node: Node, database: Any, dbc_name: str, check: Checker) -> SignalSource | None:
-    what = f"signals.{canonical}"
-    if not check.mapping(node, what, SIGNAL_KEYS, () if "pgn" in (node.value or {}) else ("message",)):
+def _parse_cross_checks(
+    node: Node, sources: Mapping[str, SignalSource], database: Any, dbc_name: str, check: Checker
+) -> dict[str, CrossCheck]:
+    """The ``cross_check:`` section: per numeric mapped signal, its tolerances (the second source
+    itself is parsed as a signal entry by the caller)."""
+    found: dict[str, CrossCheck] = {}
+    if not check.mapping(node, "cross_check", tuple(CANONICAL_SIGNALS)):
+        return found
+    for canonical, entry in node.items():
+        what = f"cross_check.{canonical}"
+        spec = CANONICAL_SIGNALS.get(canonical)
+        if spec is None:
+            continue  # reported by check.mapping
+        if spec.kind != "number":
+            check.error(
+                "bad-key",
+                node.key_loc(canonical),
+                f"{what}: '{canonical}' is not a number; only numbers are cross-checked",
+            )
+            continue
+        if canonical not in sources:
+            check.error(
+                "bad-key",
+                node.key_loc(canonical),
+                f"{what}: '{canonical}' is not mapped under signals: nothing to check",
+            )
+            continue
+        if not entry.is_map:
+            continue  # _parse_source reports it
+        v = entry.value
+        tolerance = check.number(v["tolerance"], f"{what}.tolerance") if "tolerance" in v else 0.0
+        percent = check.number(v["tolerance_percent"], f"{what}.tolerance_percent") if "tolerance_percent" in v else 0.0
+        if tolerance is None or percent is None:
+            continue
+        if tolerance < 0 or percent < 0 or not (tolerance > 0 or percent > 0):
+            check.error(
+                "bad-value",
+                entry.loc,
+                f"{what}: needs a tolerance > 0 (in {spec.unit}) or a tolerance_percent > 0, and neither negative",
+            )
+            continue
+        names = v.get("signals") or v.get("signal")
+        count = len(names.value) if names is not None and names.is_seq else 1
+        message = v["message"].value if "message" in v else "?"
+        combine = v["combine"].value if "combine" in v else "sum"
+        label = f"{message} {combine} of {count} signals" if count > 1 else f"{message}"
+        found[canonical] = CrossCheck(canonical, canonical + REFERENCE_SUFFIX, tolerance, percent, label, entry.loc)
+    return found
+
+
+def _parse_source(
+    canonical: str,
+    node: Node,
+    database: Any,
+    dbc_name: str,
+    check: Checker,
+    *,
+    what: str | None = None,
+    extra_keys: tuple[str, ...] = (),
+) -> SignalSource | None:
+    what = what or f"signals.{canonical}"
+    keys = SIGNAL_KEYS + extra_keys
+    if not check.mapping(node, what, keys, () if "pgn" in (node.value or {}) else ("message",)):
         return None
     v = node.value
     spec = CANONICAL_SIGNALS[canonical]
@@ -302,9 +392,7 @@ def _parse_source(canonical: str, node: Node, database: Any, dbc_name: str, chec
     if "pgn" in v:
         by_pgn, pgn_named = _by_pgn(v["pgn"], database, dbc_name, f"{what}.pgn", check)
         if message is not None and by_pgn is not None and message is not by_pgn:
-            check.error(
-                "bad-key", v["pgn"].loc, f"{what}.pgn: message '{message.name}' does not have PGN {pgn_named}"
-            )
+            check.error("bad-key", v["pgn"].loc, f"{what}.pgn: message '{message.name}' does not have PGN {pgn_named}")
             return None
         message = message or by_pgn
     if message is None:
@@ -456,4 +544,4 @@ def raw_validity(signal: Any) -> tuple[frozenset[int], float | None, float | Non
     return invalid, low, high
 
 
-__all__ = ["SignalSource", "VehicleProfile", "frame_label", "load_dbc", "load_profile", "raw_validity"]
+__all__ = ["CrossCheck", "SignalSource", "VehicleProfile", "frame_label", "load_dbc", "load_profile", "raw_validity"]

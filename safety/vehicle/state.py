@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from safety.errors import Location
 from safety.vehicle.signals import CANONICAL_SIGNALS
 
 
@@ -69,6 +70,22 @@ class Trigger:
     off: float = math.inf
     use_abs: bool = False
     values: frozenset[Any] = frozenset()
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """A numeric signal checked against a second source of the same quantity (``cross_check:``)."""
+
+    signal: str  # the canonical signal, e.g. speed
+    reference: str  # the state's name of the second source, e.g. speed_reference
+    tolerance: float  # in the signal's unit
+    tolerance_percent: float  # of the reference's magnitude; the larger of the two applies
+    label: str  # the second source as errors and reasons print it: WHEEL_SPEEDS mean of 4 signals
+    loc: Location = field(default_factory=Location)
+
+    def allowed(self, reference: float) -> float:
+        """How far the signal may be from ``reference``."""
+        return max(self.tolerance, abs(reference) * self.tolerance_percent / 100.0)
 
 
 @dataclass(frozen=True)
@@ -156,8 +173,15 @@ class VehicleState:
         watch: Mapping[str, tuple[float, ...]] | None = None,
         watch_values: Iterable[str] = (),
         resolution: Mapping[str, float] | None = None,
+        cross_checks: Mapping[str, CrossCheck] | None = None,
     ) -> None:
         self.config = config or StateConfig()
+        # Signals checked against a second source (the source's state name is cross.reference).
+        self._cross = {k: c for k, c in (cross_checks or {}).items() if k in max_age and c.reference in max_age}
+        self._cross_by_name: dict[str, CrossCheck] = {}
+        for cross in self._cross.values():
+            self._cross_by_name[cross.signal] = self._cross_by_name[cross.reference] = cross
+        self._agree: dict[str, bool | None] = {}
         self._signals: dict[str, _Signal] = {name: _Signal(age) for name, age in max_age.items()}
         # A source's quantum (its DBC scale) widens the jump tolerance: a 1-mph step is no glitch.
         self._resolution = dict(resolution or {})
@@ -212,6 +236,7 @@ class VehicleState:
             watch=watch,
             watch_values=watch_values,
             resolution=self._resolution,
+            cross_checks=self._cross,
         )
         for name, sig in self._signals.items():
             fresh._signals[name] = replace(sig)
@@ -306,6 +331,18 @@ class VehicleState:
             self._derive_rate(sig.value, t)
         self._evolve(name, sig.value, t)
         self._track(name, sig.value, t, previous)
+        cross = self._cross_by_name.get(name)
+        if cross is not None:
+            self._recheck(cross)
+
+    def _recheck(self, cross: CrossCheck) -> None:
+        """Count a change when a cross-checked signal starts or stops agreeing with its reference
+        (the engine and replays re-decide only on counted changes)."""
+        value, reference = self._signals[cross.signal].value, self._signals[cross.reference].value
+        agree = None if value is None or reference is None else abs(value - reference) <= cross.allowed(reference)
+        if agree != self._agree.get(cross.signal):
+            self._agree[cross.signal] = agree
+            self.changes += 1
 
     def _speed_steady(self, t: float) -> bool:
         return (
@@ -537,9 +574,7 @@ class VehicleState:
     def ages(self, now: float) -> dict[str, float | None]:
         """Seconds since each signal's last frame at ``now`` (None: never received; negative: newer than ``now``)."""
         # On the logged decision path: plain arithmetic, no calls.
-        return {
-            name: (now - t) if (t := sig.time) != -math.inf else None for name, sig in self._signals.items()
-        }
+        return {name: (now - t) if (t := sig.time) != -math.inf else None for name, sig in self._signals.items()}
 
     def snapshot(self, now: float | None = None) -> StateSnapshot:
         """The state at ``now`` (default: the latest frame time).  Never reads a clock.
@@ -563,9 +598,7 @@ class VehicleState:
             if age > sig.max_age:
                 values[name] = None
                 if sig.rejected:
-                    unknown[name] = (
-                        f"{sig.rejected} (no plausible sample for {age:.3f} s, max {sig.max_age:.3f} s)"
-                    )
+                    unknown[name] = f"{sig.rejected} (no plausible sample for {age:.3f} s, max {sig.max_age:.3f} s)"
                 else:
                     unknown[name] = f"stale: last frame {age:.3f} s ago (max {sig.max_age:.3f} s)"
             elif age < 0.0:
@@ -575,6 +608,23 @@ class VehicleState:
                 values[name] = sig.value
                 if sig.value is None:
                     unknown[name] = sig.why_unknown
+        for cross in self._cross.values():
+            value = values[cross.signal]
+            if value is None:
+                continue
+            reference = values[cross.reference]
+            unit = CANONICAL_SIGNALS[cross.signal].unit
+            if reference is None:
+                # Declared checked and not checkable: unverifiable data is unknown (fail closed).
+                values[cross.signal] = None
+                why = unknown.get(cross.reference, "unknown")
+                unknown[cross.signal] = f"cannot be cross-checked: {cross.label} is {why}"
+            elif abs(value - reference) > (allowed := cross.allowed(reference)):
+                values[cross.signal] = None
+                unknown[cross.signal] = (
+                    f"cross-check failed: {value:g} {unit} against {reference:g} {unit} from {cross.label} "
+                    f"(more than {allowed:g} {unit} apart)"
+                )
         for name in CANONICAL_SIGNALS:
             if name not in values:
                 values[name] = None

@@ -54,8 +54,8 @@ signals:
     signal: SteeringRate
 """
     assert errors_of(tmp_path, text) == [
-        "car.yaml:2:1: unknown-key: unknown key 'colour' in the profile; expected one of: dbc, description, e2e, name, "
-        "signals",
+        "car.yaml:2:1: unknown-key: unknown key 'colour' in the profile; expected one of: cross_check, dbc, description, e2e, "
+        "name, signals",
         "car.yaml:5:14: unknown-message: signals.speed.message: no message 'VEHICLE_SPED' in demo_sedan.dbc; did you "
         "mean VEHICLE_SPEED?",
         "car.yaml:10:11: bad-map: signals.gear.map: 'PRK' is not a value of DBC signal 'GearPosition'; its named "
