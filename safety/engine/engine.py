@@ -326,9 +326,12 @@ class Engine:
             return state.snapshot(now).values, now, pipeline
 
     def state(self, now: float | None = None) -> StateSnapshot:
-        """The vehicle state at ``now`` (default: the latest frame's time)."""
+        """The vehicle state at ``now`` (default: the latest frame's time), with the end-to-end
+        check counts of every protected message (``integrity``)."""
         with self._lock:
-            return self._state.snapshot(now)
+            snapshot = self._state.snapshot(now)
+            counts = {name: dict(checker.counts) for name, checker in self._decoder.e2e.items()}
+        return replace(snapshot, integrity=counts)
 
     @property
     def counters(self) -> dict[str, Any]:

@@ -299,6 +299,7 @@ class Service:
                 "values": dict(snap.values),
                 "ages": dict(snap.ages),
                 "unknown": dict(snap.unknown),
+                "integrity": {message: dict(counts) for message, counts in snap.integrity.items()},
             }
         )
 

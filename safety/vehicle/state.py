@@ -126,6 +126,9 @@ class StateSnapshot:
     unknown: Mapping[str, str]  # why each unknown canonical signal is unknown
     driving_state: DrivingState
     workload: Workload
+    # End-to-end check results per protected message (ok, repeated, wrong-sequence, error, ...),
+    # as Engine.state() gives them; empty where no checks ran.
+    integrity: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +138,7 @@ class StateSnapshot:
             "values": dict(self.values),
             "ages": dict(self.ages),
             "unknown": dict(self.unknown),
+            "integrity": {message: dict(counts) for message, counts in self.integrity.items()},
         }
 
 

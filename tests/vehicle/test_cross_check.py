@@ -149,3 +149,17 @@ def test_a_persistent_sealed_lie_is_caught_by_the_wheels(tmp_path: Path) -> None
     assert speed_at(DEMO_VEHICLE, 30.0) == (0.0, "")  # believed: 0 km/h while cruising at 45
     speed, why = speed_at(checked_profile(tmp_path), 30.0)
     assert speed is None and why.startswith("cross-check failed: 0 km/h against 45 km/h from WHEEL_SPEEDS")
+
+
+def test_engine_state_carries_the_integrity_counts() -> None:
+    """#10: E2E counts show in ``engine.state()`` (and so in the service's ``state`` reply)."""
+    engine = Engine.load(DEMO_VEHICLE, DEFAULT_POLICY)
+    car = DemoCar(engine)
+    car.send("VEHICLE_SPEED", 0.0, VehicleSpeed=10.0)
+    bad = car.frame("VEHICLE_SPEED", 0.02, VehicleSpeed=10.0)
+    bad.data[7] ^= 0xFF
+    engine.on_frame(bad)
+    snap = engine.state(now=0.02)
+    assert snap.integrity["VEHICLE_SPEED"] == {"ok": 1, "error": 1}
+    assert snap.to_dict()["integrity"]["VEHICLE_SPEED"] == {"ok": 1, "error": 1}
+    assert snap.integrity["TRANSMISSION"] == {}
