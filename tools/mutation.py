@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Mutation testing of the decision core with mutmut: run it, then report per module and survivor.
 
+    pip install -e '.[mutation]'
     python tools/mutation.py                     # every mutant of the modules in [tool.mutmut]
-    python tools/mutation.py --sample 40         # a seeded sample across them (what .ci/run does)
+    python tools/mutation.py --sample 40         # a seeded sample across them
     python tools/mutation.py --module safety/vehicle/e2e.py   # one module
     python tools/mutation.py --report            # the report of the last run (mutants/), no run
 
