@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
         "log-stats",
         help="per message a vehicle profile reads: its rate, gaps, lengths and channels in a log",
         description="For each message the profile maps: frames, rate, median period, largest gap (and "
-        "when), the 99.9th percentile gap, payload lengths, channels, the profile's max_age_ms and the "
+        "when), the 99th percentile gap, payload lengths, channels, the profile's max_age_ms and the "
         "one this traffic suggests.  Exit 1 with a warning when a profile limit is shorter than gaps of "
         "the log's own traffic (the signal would go stale while the car is fine) or a mapped message "
         "never occurs.",

@@ -4,8 +4,9 @@
 of normal traffic makes a signal go stale while the car is fine (every such gap is a moment of
 fail-closed decisions for no reason), and one much longer than the message's period keeps a
 value that is no longer true.  The suggestion is two and a half periods (a reception timeout of
-a few cycles, as AUTOSAR COM deadline monitoring is usually set) or, where the traffic is irregular, the 99.9th percentile of the gaps plus half a
-period (so that one dropout in a long log does not set the limit), rounded up to 10 ms.
+a few cycles, as AUTOSAR COM deadline monitoring is usually set) or, where the traffic is irregular, the 99th percentile of the gaps plus half a
+period (so that a few dropouts in a log do not set the limit; under 100 gaps, the largest),
+rounded up to 10 ms.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ class MessageStats:
         if largest is not None:
             i = gaps.index(largest)
             where = self.times[i] - self.origin
-        suggested = p999 = None
+        suggested = p99 = None
         if period is not None and largest is not None:
-            p999 = statistics.quantiles(gaps, n=1000)[-1] if len(gaps) >= 1000 else largest
-            suggested = max(2.5 * period, p999 + period / 2)
+            p99 = statistics.quantiles(gaps, n=100)[-1] if len(gaps) >= 100 else largest
+            suggested = max(2.5 * period, p99 + period / 2)
             suggested = math.ceil(suggested * 100 - 1e-9) * 10.0  # ms, up to 10 ms
         limit = self.max_age_ms / 1000
         stale = sum(1 for gap in gaps if gap > limit)
@@ -72,7 +73,7 @@ class MessageStats:
             "period_ms": None if period is None else period * 1000,
             "largest_gap_ms": None if largest is None else largest * 1000,
             "largest_gap_at_s": where,
-            "gap_p999_ms": None if p999 is None else p999 * 1000,
+            "gap_p99_ms": None if p99 is None else p99 * 1000,
             "lengths": dict(sorted(self.lengths.items())),
             "channels": dict(sorted(self.channels.items())),
             "frames_on_other_buses": self.other_bus,

@@ -50,7 +50,7 @@ def test_the_demo_drive_traffic_is_measured_per_message(drive: Path) -> None:
 
 def test_a_gap_longer_than_max_age_and_short_frames_are_shown(drive: Path, tmp_path: Path) -> None:
     faulty = tmp_path / "faulty.log"
-    specs = ["drop:STEERING@30+0.5", "truncate:VEHICLE_SPEED@40+1,length=3"]
+    specs = ["drop:STEERING@30+0.5", "truncate:VEHICLE_SPEED@40+1,length=3", "drop:TRANSMISSION@60+2"]
     injector = Injector([parse_fault(s) for s in specs], load_profile(DEMO_VEHICLE))
     write_frames(faulty, injector.run(read_log(drive, on_error=None)))
     stats = stats_of(faulty)
@@ -59,10 +59,15 @@ def test_a_gap_longer_than_max_age_and_short_frames_are_shown(drive: Path, tmp_p
     assert steering["largest_gap_at_s"] == pytest.approx(29.99, abs=0.02)
     assert steering["stale_gaps"] == 1 and steering["suggested_max_age_ms"] == 30.0  # one dropout sets no limit
     assert stats["VEHICLE_SPEED"]["lengths"] == {3: 50, 8: 6750}
+    # A 10 Hz message with one 2 s dropout in 1,340 gaps: the dropout does not set the suggestion.
+    gear = stats["TRANSMISSION"]
+    assert gear["largest_gap_ms"] == pytest.approx(2100.0, abs=1.0) and gear["suggested_max_age_ms"] == 260.0
     _, warnings = format_stats(log_stats(load_profile(DEMO_VEHICLE), read_log(faulty, on_error=None)))
     assert warnings == [
+        "TRANSMISSION (0x1F5): max_age_ms 300 is shorter than 1 gap(s) of this log's traffic (largest 2099.6 ms): "
+        "gear would go stale; 260 suggested",
         "STEERING (0x025): max_age_ms 100 is shorter than 1 gap(s) of this log's traffic (largest 510.0 ms): "
-        "steering_angle, steering_rate would go stale; 30 suggested"
+        "steering_angle, steering_rate would go stale; 30 suggested",
     ]
 
 
