@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -25,11 +25,16 @@ from safety.io.frame import (
 
 
 class CountingLines:
-    """A text file that counts the lines python-can has taken from it, for error locations."""
+    """A text file that counts the lines python-can has taken from it, for error locations.
 
-    def __init__(self, file: IO[str]) -> None:
+    ``check(line, number)``, when given, sees every line on its way to python-can: for what
+    python-can would skip without a word.
+    """
+
+    def __init__(self, file: IO[str], check: Callable[[str, int], None] | None = None) -> None:
         self._file = file
         self.line = 0
+        self._check = check
 
     def __iter__(self) -> CountingLines:
         return self
@@ -37,6 +42,8 @@ class CountingLines:
     def __next__(self) -> str:
         line = next(self._file)
         self.line += 1
+        if self._check is not None:
+            self._check(line, self.line)
         return line
 
     def close(self) -> None:
@@ -61,6 +68,26 @@ class _CountingBytes:
 
     def close(self) -> None:
         self._file.close()
+
+
+# An ASC frame line whose time is not a number python-can's reader accepts (it skips such a line
+# as if it were a comment): "nan 1 B4 Rx d 8 ...", "inf CANFD ...".
+_ASC_NON_FINITE = re.compile(r"^\s*([+-]?(?:nan|inf(?:inity)?))\s+(?:\d+|CANFD)\s", re.IGNORECASE)
+
+
+def asc_line_check(file: str, report: ErrorHandler) -> Callable[[str, int], None]:
+    """Report ASC frame lines stamped NaN or infinite, which python-can would drop unseen."""
+
+    def check(line: str, number: int) -> None:
+        if (match := _ASC_NON_FINITE.match(line)) is not None:
+            report(
+                LogFormatError(
+                    f"bad timestamp: found {match.group(1)!r}, expected seconds such as 0.020000; frame skipped",
+                    Location(file=file, line=number),
+                )
+            )
+
+    return check
 
 
 _ASC_SHORT_MILLIS = re.compile(r"(\d{1,2}:\d{2}:\d{2})\.(\d{1,2})(?!\d)")
@@ -120,7 +147,8 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
     reader: can.io.generic.MessageReader
     try:
         if fmt in ("asc", "trc"):
-            text_lines = CountingLines(open_text(path, gz))
+            check = asc_line_check(file, report) if fmt == "asc" else None
+            text_lines = CountingLines(open_text(path, gz), check)
             reader = ASCReader(text_lines) if fmt == "asc" else can.TRCReader(text_lines)  # type: ignore[arg-type]
         elif fmt == "blf":
             blf_bytes = _CountingBytes(open_binary(path, gz))
@@ -163,6 +191,8 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
                         )
                     )
                 return
+            except LogFormatError:
+                raise  # strict mode: a line check's own report, raised from inside python-can's loop
             except Exception as exc:  # python-can raises many kinds mid-file (struct.error, ...)
                 report(
                     LogFormatError(

@@ -59,3 +59,44 @@ def test_a_gzip_whose_first_block_is_corrupt_is_refused_at_open(tmp_path: Path) 
     assert str(caught.value) == (
         f"{path}: log-format: cannot read the file: Error -3 while decompressing data: invalid distance too far back"
     )
+
+
+def _asc_with(tmp_path: Path, stamp: str) -> Path:
+    path = tmp_path / "drive.asc"
+    write_frames(path, FRAMES[:5])
+    lines = path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(" 0.020000"))
+    lines[index] = lines[index].replace("0.020000", stamp, 1)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("stamp", ["nan", "inf", "-inf", "NaN"])
+def test_an_asc_frame_stamped_nan_or_inf_is_reported_not_dropped_silently(tmp_path: Path, stamp: str) -> None:
+    """#11 item 7: python-can's ASC reader skips such a line as if it were a comment."""
+    path = _asc_with(tmp_path, stamp)
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith(f" {stamp} "))
+    errors: list[LogFormatError] = []
+    frames = list(read_log(path, on_error=errors.append))
+    assert len(frames) == 4
+    assert [str(e) for e in errors] == [
+        f"{path}:{line}: log-format: bad timestamp: found {stamp!r}, expected seconds such as 0.020000; frame skipped"
+    ]
+    with pytest.raises(LogFormatError) as caught:
+        list(read_log(path, on_error=None))
+    assert str(caught.value) == str(errors[0])
+
+
+def test_a_trc_frame_at_offset_inf_is_refused_and_counted_and_replay_ends(tmp_path: Path) -> None:
+    """#11 item 7: a TRC offset of inf looped forever in replay; the stream clock refuses it now."""
+    from conftest import DEFAULT_POLICY, DEMO_VEHICLE
+
+    from safety import Engine
+    from safety.replay.timeline import BUILTIN_PROBES, replay_file
+
+    path = tmp_path / "drive.trc"
+    write_frames(path, FRAMES[:5])
+    text = path.read_text().replace("      2        20.000 DT", "      2           inf DT")
+    path.write_text(text)
+    summary = replay_file(Engine.load(DEMO_VEHICLE, DEFAULT_POLICY), path, BUILTIN_PROBES, None)
+    assert (summary.frames_read, summary.frames_rejected) == (5, {"time-not-finite": 1})

@@ -315,7 +315,16 @@ def frames(draw: st.DrawFn, kinds: tuple[str, ...] = ("data", "remote", "error",
         size = draw(st.sampled_from(FD_LENGTHS))
         data = draw(st.binary(min_size=size, max_size=size))
         brs, esi = draw(st.booleans()), draw(st.booleans())
-        return Frame(timestamp, arbitration_id, extended, data, channel, is_fd=True, bitrate_switch=brs, error_state_indicator=esi)
+        return Frame(
+            timestamp,
+            arbitration_id,
+            extended,
+            data,
+            channel,
+            is_fd=True,
+            bitrate_switch=brs,
+            error_state_indicator=esi,
+        )
     return Frame(timestamp, arbitration_id, extended, draw(st.binary(max_size=8)), channel)
 
 
