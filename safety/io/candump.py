@@ -26,8 +26,10 @@ from safety.io.frame import (
     CAN_ERR_FLAG,
     CAN_SFF_MASK,
     FD_LENGTHS,
+    MAX_BLANK_LINES,
     ErrorHandler,
     Frame,
+    blank_run_error,
     is_hex,
     reporter,
     show,
@@ -67,6 +69,7 @@ def iter_candump(lines: Iterable[str], *, filename: str = "", on_error: ErrorHan
 
 def candump_file(path: str | Path, gz: bool, file: str, report: ErrorHandler) -> Iterator[Frame]:
     lineno = 0  # lines already parsed
+    blank_run = 0  # blank lines in a row, across blocks
     rest = ""  # an incomplete last line, waiting for the next block
     with open_text(path, gz, "ascii") as f:
         while True:
@@ -99,6 +102,15 @@ def candump_file(path: str | Path, gz: bool, file: str, report: ErrorHandler) ->
                 block, rest = rest + "\n", ""  # the last line had no line end
             else:
                 return
+            if not block.strip():
+                blank = block.count("\n")
+                blank_run += blank
+                lineno += blank
+                if blank_run >= MAX_BLANK_LINES:
+                    report(blank_run_error(file, lineno))
+                    return
+                continue
+            blank_run = 0
             frames = _candump_block_fast(block)
             if frames is not None:
                 yield from frames

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from safety.errors import LogFormatError
+from safety.errors import Location, LogFormatError
 
 
 class Frame(NamedTuple):
@@ -30,6 +30,19 @@ CAN_EFF_MASK = 0x1FFFFFFF
 CAN_SFF_MASK = 0x7FF
 FD_LENGTHS = frozenset((0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64))
 HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+# No CAN log has this many blank lines in a row; a gzip of nothing but newlines (1 MB holds
+# 1 GiB of them) would otherwise keep a reader busy for minutes without a frame or an error.
+MAX_BLANK_LINES = 1_000_000
+
+
+def blank_run_error(file: str, line: int) -> LogFormatError:
+    """The error that ends reading after :data:`MAX_BLANK_LINES` blank lines in a row."""
+    return LogFormatError(
+        f"{MAX_BLANK_LINES} blank lines in a row: not a CAN log (a decompression bomb?); reading stopped",
+        Location(file=file, line=line),
+    )
 
 
 def reporter(on_error: ErrorHandler | None) -> ErrorHandler:

@@ -18,8 +18,10 @@ from can.io.trc import TRCFileVersion
 from safety.errors import Location, LogFormatError
 from safety.io.files import open_binary, open_text
 from safety.io.frame import (
+    MAX_BLANK_LINES,
     ErrorHandler,
     Frame,
+    blank_run_error,
     show,
 )
 
@@ -31,9 +33,11 @@ class CountingLines:
     python-can would skip without a word.
     """
 
-    def __init__(self, file: IO[str], check: Callable[[str, int], None] | None = None) -> None:
+    def __init__(self, file: IO[str], check: Callable[[str, int], None] | None = None, name: str = "") -> None:
         self._file = file
         self.line = 0
+        self.blank_run = 0
+        self.name = name  # for errors
         self._check = check
 
     def __iter__(self) -> CountingLines:
@@ -42,6 +46,12 @@ class CountingLines:
     def __next__(self) -> str:
         line = next(self._file)
         self.line += 1
+        if line.isspace() or not line:
+            self.blank_run += 1
+            if self.blank_run >= MAX_BLANK_LINES:
+                raise blank_run_error(self.name, self.line)
+        else:
+            self.blank_run = 0
         if self._check is not None:
             self._check(line, self.line)
         return line
@@ -148,7 +158,7 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
     try:
         if fmt in ("asc", "trc"):
             check = asc_line_check(file, report) if fmt == "asc" else None
-            text_lines = CountingLines(open_text(path, gz), check)
+            text_lines = CountingLines(open_text(path, gz), check, file)
             reader = ASCReader(text_lines) if fmt == "asc" else can.TRCReader(text_lines)  # type: ignore[arg-type]
         elif fmt == "blf":
             blf_bytes = _CountingBytes(open_binary(path, gz))
@@ -191,8 +201,11 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
                         )
                     )
                 return
-            except LogFormatError:
-                raise  # strict mode: a line check's own report, raised from inside python-can's loop
+            except LogFormatError as exc:
+                # Raised from inside python-can's loop by our line checks (a run of blank lines,
+                # or a strict-mode report): report it (strict: raise it) and stop.
+                report(exc)
+                return
             except Exception as exc:  # python-can raises many kinds mid-file (struct.error, ...)
                 report(
                     LogFormatError(

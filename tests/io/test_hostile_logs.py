@@ -100,3 +100,27 @@ def test_a_trc_frame_at_offset_inf_is_refused_and_counted_and_replay_ends(tmp_pa
     path.write_text(text)
     summary = replay_file(Engine.load(DEMO_VEHICLE, DEFAULT_POLICY), path, BUILTIN_PROBES, None)
     assert (summary.frames_read, summary.frames_rejected) == (5, {"time-not-finite": 1})
+
+
+@pytest.mark.parametrize("suffix", [".log.gz", ".asc.gz", ".trc.gz"])
+def test_a_gzip_of_blank_lines_stops_at_a_million_in_a_row(tmp_path: Path, suffix: str) -> None:
+    """#11 item 7: a 1 MB gzip of 1 GiB of blank lines ran for minutes with no progress.  No log
+    has a million blank lines in a row: reading stops there, with the frames before kept."""
+    import gzip
+    import time
+
+    path = tmp_path / f"bomb{suffix}"
+    head = tmp_path / f"head{suffix.removesuffix('.gz')}"
+    write_frames(head, FRAMES[:3])
+    with gzip.open(path, "wb") as out:
+        out.write(head.read_bytes())
+        for _ in range(40):
+            out.write(b"\n" * 100_000)  # 4 million blank lines (4 MB, 4 kB gzipped)
+        out.write(b"(9.0) can0 0B4#00\n")
+    errors: list[LogFormatError] = []
+    began = time.monotonic()
+    frames = list(read_log(path, on_error=errors.append))
+    assert time.monotonic() - began < 30  # not a timing test: a hang would take minutes
+    assert len(frames) == 3
+    (error,) = errors
+    assert error.message == "1000000 blank lines in a row: not a CAN log (a decompression bomb?); reading stopped"
