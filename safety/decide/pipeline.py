@@ -196,9 +196,16 @@ def internal_error(exc: BaseException, policy_hash: str, request_id: str | None)
 
 
 def request_id_of(request: Any) -> str | None:
-    """The request's ``id`` when it is a string (echoed in the decision), else None."""
+    """The request's ``id`` when it is a string (echoed in the decision), else None.
+
+    Never raises: it is read in the handlers of errors, for requests that may be anything
+    (a Mapping whose ``get`` raises included).
+    """
     if isinstance(request, Mapping):
-        rid = request.get("id")
+        try:
+            rid = request.get("id")
+        except Exception:  # a hostile mapping: no id to echo
+            return None
         if isinstance(rid, str):
             return rid
     return None

@@ -154,7 +154,8 @@ def load_profile(path: str | Path) -> VehicleProfile:
         raise AssertionError("unreachable")
     dbc_path = Path(dbc_text) if Path(dbc_text).is_absolute() else Path(name).parent / dbc_text
     if not dbc_path.is_file():
-        check.error("dbc-missing", dbc_node.loc, f"DBC file '{dbc_text}' not found (looked at {dbc_path})")
+        found = "is a directory, expected a DBC file" if dbc_path.is_dir() else "not found"
+        check.error("dbc-missing", dbc_node.loc, f"DBC file '{dbc_text}' {found} (looked at {dbc_path})")
         check.errors.raise_if_any()
     try:
         database = load_dbc(dbc_path)

@@ -84,3 +84,32 @@ def test_a_reload_keeps_the_sample_counts() -> None:
     engine.reload(DEFAULT_POLICY)
     car.send("VEHICLE_SPEED", 1.1, VehicleSpeed=655.35)
     assert engine.counters["invalid"] == {"speed": 2}
+
+
+def test_a_request_whose_get_raises_is_denied_not_raised() -> None:
+    """#11 item 8: ``decide`` raised when given a Mapping whose ``get`` raises: the request id was
+    read outside the guard (and again in the handler of the error it caused)."""
+    from collections.abc import Iterator, Mapping
+    from typing import Any
+
+    from safety import Outcome
+
+    class Hostile(Mapping[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            raise RuntimeError("boom")
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["kind"])
+
+        def __len__(self) -> int:
+            return 1
+
+        def get(self, key: str, default: Any = None) -> Any:
+            raise RuntimeError("boom")
+
+    engine = Engine.load(DEMO_VEHICLE, DEFAULT_POLICY)
+    for now in (1.0, math.nan):
+        d = engine.decide(Hostile(), now=now)
+        assert d.outcome is Outcome.DENY and d.request_id is None
+        assert d.rules in (("internal-error",), ("request-invalid",))
+    assert engine.verdict(Hostile()).outcome is Outcome.DENY

@@ -113,3 +113,15 @@ def test_missing_dbc(tmp_path: Path) -> None:
         load_profile(path)
     assert [e.code for e in info.value.errors] == ["dbc-missing"]
     assert "DBC file 'nowhere.dbc' not found" in str(info.value)
+
+
+def test_a_dbc_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    """#11 item 8: it was reported as "not found"."""
+    (tmp_path / "x.dbc").mkdir()
+    path = tmp_path / "car.yaml"
+    path.write_text("dbc: x.dbc\nsignals: {}\n")
+    with pytest.raises(LoadError) as caught:
+        load_profile(path)
+    assert str(caught.value) == (
+        f"{path}:1:6: dbc-missing: DBC file 'x.dbc' is a directory, expected a DBC file (looked at {tmp_path / 'x.dbc'})"
+    )
