@@ -106,6 +106,24 @@ CONSTRAINTS = tuple(dict.fromkeys(k for keys in CONSTRAINT_KEYS.values() for k i
 WHOLE_NUMBER_CONSTRAINTS = ("max_text_length", "max_list_items", "retry_after_ms")
 
 
+# The longest simulated drive a suite may ask for: the simulated car sends every message at its
+# cycle time, so a step at 10^8 s would be 10^10 frames (it hung `drivegate test`).
+MAX_TEST_TIME_S = 3600.0
+
+
+def _bounded_time(value: float | None, node: Node, what: str, check: Checker) -> float | None:
+    if value is not None and not 0.0 <= value <= MAX_TEST_TIME_S:
+        check.error(
+            "bad-time",
+            node.loc,
+            f"{what} ({value:g} s) must be at most {MAX_TEST_TIME_S:g} s: a policy test drive lasts minutes, not days"
+            if value > 0
+            else f"{what} ({value:g} s) must be 0 or more seconds",
+        )
+        return None
+    return value
+
+
 def _make_error(code: str, loc: Location, message: str) -> PolicyTestError:
     return PolicyTestError(message, loc, code=code)
 
@@ -341,7 +359,7 @@ class _Parser:
                 check.error("missing-key", item.loc, f"{where} must be a mapping with 'at' (seconds) and signal values")
                 ok = False
                 continue
-            at = check.number(item.value["at"], f"{where}.at")
+            at = _bounded_time(check.number(item.value["at"], f"{where}.at"), item.value["at"], f"{where}.at", check)
             if at is not None and steps and at <= steps[-1].at:
                 check.error(
                     "bad-time",
@@ -379,6 +397,7 @@ class _Parser:
                 ok = False
                 continue
             t = check.number(item.value["t"], f"{where}.t") if "t" in item.value else None
+            t = _bounded_time(t, item.value["t"], f"{where}.t", check) if "t" in item.value else None
             if t is not None and t < last:
                 check.error(
                     "bad-time",

@@ -430,3 +430,27 @@ def test_policy_tests_guard_a_hot_reload(tmp_path: Path) -> None:
         "got defer (lockout-video)"
     )
     assert engine.reload(DEFAULT_POLICY, checks=[check]) == "active"
+
+
+def test_a_step_or_check_far_in_the_future_is_refused_not_simulated(tmp_path: Path) -> None:
+    """#11 item 8: a step at ``at: 1e8`` hung ``drivegate test`` (it simulated 10^8 s of frames)."""
+    path = write(
+        tmp_path,
+        HEAD
+        + """scenarios:
+  - name: far
+    steps:
+      - {at: 0, speed: 0, gear: P}
+      - {at: 100000000, speed: 10, gear: D}
+    expect_at:
+      - {t: 1000000000, outcome: deny}
+""",
+    )
+    result = drivegate("test", DEFAULT, path)
+    assert result.returncode == 2
+    assert result.stderr.replace(str(path), "t.yaml").splitlines() == [
+        "t.yaml:8:14: bad-time: scenario 'far'.steps[1].at (1e+08 s) must be at most 3600 s: a policy test drive "
+        "lasts minutes, not days",
+        "t.yaml:10:13: bad-time: scenario 'far'.expect_at[0].t (1e+09 s) must be at most 3600 s: a policy test drive "
+        "lasts minutes, not days",
+    ]
