@@ -89,26 +89,19 @@ def _seed_corpus(target: str, folder: Path) -> None:
         (folder / "zeros").write_bytes(bytes(256))
         (folder / "ramp").write_bytes(bytes(range(256)) * 2)
     elif target == "protocol":
-        requests = [
+        from safety.replay.timeline import BUILTIN_PROBES
+
+        decides = [
+            {"v": 1, "op": "decide", "id": str(p["id"]), "request": {k: v for k, v in p.items() if k != "id"}}
+            for p in BUILTIN_PROBES
+        ]
+        requests: list[dict[str, Any]] = [
             {"v": 1, "op": "ping", "id": 1},
             {"v": 1, "op": "state", "id": "s"},
             {"v": 1, "op": "status", "id": 2},
             {"v": 1, "op": "subscribe", "id": 3},
-            {
-                "v": 1,
-                "op": "decide",
-                "id": "m1",
-                "request": {
-                    "kind": "notification",
-                    "category": "message",
-                    "modality": "visual",
-                    "content": "text",
-                    "priority": "normal",
-                    "text_length": 80,
-                },
-                "explain": True,
-            },
-            {"v": 1, "op": "decide", "id": 9, "request": {"kind": "interaction", "content": "keyboard"}, "defer": True},
+            {**decides[0], "explain": True},
+            *decides[1:],
         ]
         for index, request in enumerate(requests):
             (folder / f"req{index}").write_bytes(json.dumps(request).encode() + b"\n")

@@ -21,6 +21,7 @@ from safety.faults.compare import TimelineDifference, compare_timelines
 from safety.io.logs import read_log
 from safety.io.write import write_frames
 from safety.replay.timeline import BUILTIN_PROBES, ReplaySummary, replay_file, replay_virtual
+from safety.vehicle.profile import load_profile
 
 __all__ = ["DEMO_FAULTS", "FaultCase", "FaultRun", "replay_timeline", "run_fault"]
 
@@ -97,7 +98,7 @@ def _moving(clean: list[dict[str, Any]], t: float) -> bool:
 
 def run_fault(drive: Path, clean: list[dict[str, Any]], case: FaultCase, out: Path) -> FaultRun:
     """Inject ``case`` into ``drive`` (writing ``out``), replay it and compare with ``clean``."""
-    injector = Injector([parse_fault(case.spec)], Engine.load(DEMO_VEHICLE, DEFAULT_POLICY).profile)
+    injector = Injector([parse_fault(case.spec)], load_profile(DEMO_VEHICLE))
     write_frames(out, injector.run(read_log(drive, on_error=None)))
     lines, summary, engine = replay_timeline(out)
     locked = sum(

@@ -260,14 +260,8 @@ class Injector:
             return signal, min(invalid)
         value = spec.number("value")
         raw = round((value - signal.offset) / signal.scale)
-        low, high = (
-            (-(1 << (signal.length - 1)), (1 << (signal.length - 1)) - 1)
-            if signal.is_signed
-            else (
-                0,
-                (1 << signal.length) - 1,
-            )
-        )
+        bits = signal.length
+        low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signal.is_signed else (0, (1 << bits) - 1)
         if not low <= raw <= high:
             raise _error(
                 spec, f"value {value:g} is raw {raw}, which does not fit {name}'s {signal.length} bits ({low}..{high})"

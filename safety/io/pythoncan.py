@@ -46,7 +46,7 @@ class CountingLines:
     def __next__(self) -> str:
         line = next(self._file)
         self.line += 1
-        if line.isspace() or not line:
+        if line.isspace():
             self.blank_run += 1
             if self.blank_run >= MAX_BLANK_LINES:
                 raise blank_run_error(self.name, self.line)

@@ -198,23 +198,8 @@ def load_profile(path: str | Path) -> VehicleProfile:
                 )
     cross_checks: dict[str, CrossCheck] = {}
     if (cross_node := root.value.get("cross_check")) is not None:
-        cross_checks = _parse_cross_checks(cross_node, sources, database, dbc_path.name, check)
-        for canonical, entry in cross_node.items() if cross_node.is_map else ():
-            if canonical not in sources or CANONICAL_SIGNALS[canonical].kind != "number":
-                continue  # reported by _parse_cross_checks
-            # Every entry's source is parsed (all its errors reported); a valid check keeps it.
-            reference = _parse_source(
-                canonical,
-                entry,
-                database,
-                dbc_path.name,
-                check,
-                what=f"cross_check.{canonical}",
-                extra_keys=CROSS_CHECK_KEYS,
-            )
-            cross = cross_checks.get(canonical)
-            if reference is not None and cross is not None:
-                sources[cross.reference] = replace(reference, name=cross.reference)
+        cross_checks, references = _parse_cross_checks(cross_node, sources, database, dbc_path.name, check)
+        sources.update(references)
     title = root.value.get("name")
     check.errors.raise_if_any()
     return VehicleProfile(
@@ -320,12 +305,13 @@ def _j1939(
 
 def _parse_cross_checks(
     node: Node, sources: Mapping[str, SignalSource], database: Any, dbc_name: str, check: Checker
-) -> dict[str, CrossCheck]:
-    """The ``cross_check:`` section: per numeric mapped signal, its tolerances (the second source
-    itself is parsed as a signal entry by the caller)."""
-    found: dict[str, CrossCheck] = {}
+) -> tuple[dict[str, CrossCheck], dict[str, SignalSource]]:
+    """The ``cross_check:`` section: per numeric mapped signal, its second source (a signal entry
+    plus tolerances).  Returns the checks and the second sources, by their state names."""
+    checks: dict[str, CrossCheck] = {}
+    references: dict[str, SignalSource] = {}
     if not check.mapping(node, "cross_check", tuple(CANONICAL_SIGNALS)):
-        return found
+        return checks, references
     for canonical, entry in node.items():
         what = f"cross_check.{canonical}"
         spec = CANONICAL_SIGNALS.get(canonical)
@@ -345,8 +331,10 @@ def _parse_cross_checks(
                 f"{what}: '{canonical}' is not mapped under signals: nothing to check",
             )
             continue
+        # The second source is parsed whatever its tolerances say, so that all its errors show.
+        source = _parse_source(canonical, entry, database, dbc_name, check, what=what, extra_keys=CROSS_CHECK_KEYS)
         if not entry.is_map:
-            continue  # _parse_source reports it
+            continue
         v = entry.value
         tolerance = check.number(v["tolerance"], f"{what}.tolerance") if "tolerance" in v else 0.0
         percent = check.number(v["tolerance_percent"], f"{what}.tolerance_percent") if "tolerance_percent" in v else 0.0
@@ -359,13 +347,14 @@ def _parse_cross_checks(
                 f"{what}: needs a tolerance > 0 (in {spec.unit}) or a tolerance_percent > 0, and neither negative",
             )
             continue
-        names = v.get("signals") or v.get("signal")
-        count = len(names.value) if names is not None and names.is_seq else 1
-        message = v["message"].value if "message" in v else "?"
-        combine = v["combine"].value if "combine" in v else "sum"
-        label = f"{message} {combine} of {count} signals" if count > 1 else f"{message}"
-        found[canonical] = CrossCheck(canonical, canonical + REFERENCE_SUFFIX, tolerance, percent, label, entry.loc)
-    return found
+        if source is None:
+            continue
+        count = len(source.signals)
+        label = f"{source.message} {source.combine} of {count} signals" if count > 1 else source.message
+        reference = canonical + REFERENCE_SUFFIX
+        checks[canonical] = CrossCheck(canonical, reference, tolerance, percent, label, entry.loc)
+        references[reference] = replace(source, name=reference)
+    return checks, references
 
 
 def _parse_source(

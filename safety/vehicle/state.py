@@ -335,8 +335,7 @@ class VehicleState:
             self._derive_rate(sig.value, t)
         self._evolve(name, sig.value, t)
         self._track(name, sig.value, t, previous)
-        cross = self._cross_by_name.get(name)
-        if cross is not None:
+        if self._cross_by_name and (cross := self._cross_by_name.get(name)) is not None:
             self._recheck(cross)
 
     def _recheck(self, cross: CrossCheck) -> None:

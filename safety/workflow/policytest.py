@@ -396,8 +396,12 @@ class _Parser:
             if not check.mapping(item, where, CHECK_KEYS, ("t", "outcome")):
                 ok = False
                 continue
-            t = check.number(item.value["t"], f"{where}.t") if "t" in item.value else None
-            t = _bounded_time(t, item.value["t"], f"{where}.t", check) if "t" in item.value else None
+            t_node = item.value.get("t")
+            t = (
+                None
+                if t_node is None
+                else _bounded_time(check.number(t_node, f"{where}.t"), t_node, f"{where}.t", check)
+            )
             if t is not None and t < last:
                 check.error(
                     "bad-time",
