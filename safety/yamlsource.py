@@ -4,12 +4,20 @@ PyYAML's composer gives marks for every node; we keep them so that profile and p
 loaders can say ``file:line:col`` for every problem.  Duplicate keys, which PyYAML
 silently accepts (the last wins), are reported: in a safety policy a silently dropped
 rule is a defect.
+
+Every YAML file DriveGate reads (policies, profiles, suites, probes) goes through this one
+loader, and it assumes the file is hostile: the document size, the values aliases expand to
+(a "billion laughs" bomb is a few hundred bytes), the nesting depth and the size of integers
+are limited, recursive aliases and tags other than YAML's plain ones are errors.  Each limit
+is an error at the place it was hit, found in bounded time, never a traceback or a hang.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,6 +25,56 @@ import yaml
 from safety.errors import DriveGateError, ErrorCollector, Location
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: The largest YAML file read.  The shipped policies are ~20 kB; a generated 20,000-rule
+#: policy is ~3 MB.
+MAX_YAML_BYTES = 16 * 1024 * 1024
+#: Values produced by expanding aliases, beyond the nodes written in the file.  Shared
+#: conditions through anchors stay possible; a bomb expanding to millions does not.
+MAX_ALIAS_VALUES = 10_000
+#: Nesting depth of mappings and lists (the shipped files nest at most 7 deep).
+MAX_DEPTH = 64
+#: Digits in an integer (0x/0b prefixes and letters of hex included): every integer DriveGate
+#: reads fits in 64 bits (a frame id, a raw value, a time in ms); a 400-digit one overflows
+#: float() and a 5,000-digit one int() (Python's limit on converting text).
+MAX_INT_DIGITS = 40
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+)
+
+
+def read_yaml_text(path: str | Path) -> str:
+    """The text of the YAML file ``path``, reading at most :data:`MAX_YAML_BYTES`.
+
+    Raises ``OSError`` (a file too large is ``EFBIG``) or ``UnicodeDecodeError`` as
+    ``Path.read_text`` does, so callers report them as an unreadable file.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_YAML_BYTES + 1)
+    if len(data) > MAX_YAML_BYTES:
+        raise OSError(errno.EFBIG, f"the file is larger than the {MAX_YAML_BYTES // 2**20} MiB DriveGate reads")
+    return data.decode("utf-8")
+
+
+class _LimitHit(Exception):
+    """A limit was hit while converting: stop at once (the rest could be a bomb)."""
+
+    def __init__(self, loc: Location, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+@dataclass
+class _Walk:
+    """What converting one document has cost so far."""
+
+    values: int = 0
+    seen: set[int] = field(default_factory=set)
+    path: set[int] = field(default_factory=set)
+    # Where the outermost alias being expanded is used (its key, or its list): a composed
+    # alias is the anchored node itself, whose marks are the anchor's.
+    alias_site: Location | None = None
 
 
 @dataclass
@@ -91,8 +149,16 @@ def load_yaml(
     if root is None:
         errors.add(error("empty-file", Location(file=path, line=1, col=1), "the file is empty"))
         errors.raise_if_any()
+    if len(text) > MAX_YAML_BYTES:  # callers read with read_yaml_text; text given directly is checked here
+        errors.add(error("yaml-limit", Location(file=path), f"the document is larger than {MAX_YAML_BYTES} bytes"))
+        errors.raise_if_any()
     constructor = yaml.SafeLoader("")
-    node = _convert(path, root, constructor, collector if collector is not None else errors, error)
+    try:
+        node = _convert(path, root, constructor, collector if collector is not None else errors, error, _Walk(), 0)
+    except _LimitHit as hit:
+        errors.add(error("yaml-limit", hit.loc, hit.message))
+        errors.raise_if_any()
+        raise AssertionError("unreachable") from hit
     errors.raise_if_any()
     return node
 
@@ -103,8 +169,91 @@ def _convert(
     constructor: Any,
     errors: ErrorCollector,
     error: Callable[[str, Location, str], DriveGateError],
+    walk: _Walk,
+    depth: int,
+    site: Location | None = None,
 ) -> Node:
     loc = _mark_loc(path, ynode.start_mark)
+    identity = id(ynode)
+    if identity in walk.path:
+        raise _LimitHit(site or loc, "a recursive alias (a value that contains itself)")
+    outermost = identity in walk.seen and walk.alias_site is None
+    if outermost:
+        walk.alias_site = site or loc
+    try:
+        return _convert_node(path, ynode, loc, constructor, errors, error, walk, depth)
+    finally:
+        if outermost:
+            walk.alias_site = None
+
+
+def _convert_node(
+    path: str,
+    ynode: Any,
+    loc: Location,
+    constructor: Any,
+    errors: ErrorCollector,
+    error: Callable[[str, Location, str], DriveGateError],
+    walk: _Walk,
+    depth: int,
+) -> Node:
+    identity = id(ynode)
+    walk.values += 1
+    walk.seen.add(identity)
+    if walk.values - len(walk.seen) > MAX_ALIAS_VALUES:
+        raise _LimitHit(
+            walk.alias_site or loc, f"aliases expand to more than {MAX_ALIAS_VALUES} values (an alias bomb?)"
+        )
+    if depth > MAX_DEPTH:
+        raise _LimitHit(loc, f"nested deeper than {MAX_DEPTH} levels")
+    if ynode.tag not in _PLAIN_TAGS:
+        errors.add(
+            error(
+                "yaml-tag",
+                loc,
+                f"unknown tag '{ynode.tag}'; DriveGate reads plain YAML (strings, numbers, true/false, null, "
+                "lists and mappings)",
+            )
+        )
+        return Node(None, loc)
+    if isinstance(ynode, yaml.ScalarNode):
+        return _scalar(ynode, loc, constructor, errors, error)
+    walk.path.add(identity)
+    try:
+        return _collection(path, ynode, loc, constructor, errors, error, walk, depth)
+    finally:
+        walk.path.discard(identity)
+
+
+def _scalar(
+    ynode: Any,
+    loc: Location,
+    constructor: Any,
+    errors: ErrorCollector,
+    error: Callable[[str, Location, str], DriveGateError],
+) -> Node:
+    if ynode.tag == "tag:yaml.org,2002:int":
+        digits = sum(ch.isalnum() for ch in ynode.value)
+        if digits > MAX_INT_DIGITS:
+            errors.add(error("yaml-limit", loc, f"an integer of {digits} digits; at most {MAX_INT_DIGITS} are read"))
+            return Node(None, loc)
+    try:
+        return Node(constructor.construct_object(ynode), loc)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # a malformed timestamp, say
+        errors.add(error("yaml-syntax", loc, f"invalid value {ynode.value!r}: {exc}".splitlines()[0]))
+        return Node(None, loc)
+
+
+def _collection(
+    path: str,
+    ynode: Any,
+    loc: Location,
+    constructor: Any,
+    errors: ErrorCollector,
+    error: Callable[[str, Location, str], DriveGateError],
+    walk: _Walk,
+    depth: int,
+) -> Node:
     if isinstance(ynode, yaml.MappingNode):
         values: dict[str, Node] = {}
         key_locs: dict[str, Location] = {}
@@ -113,7 +262,7 @@ def _convert(
             if not isinstance(key_node, yaml.ScalarNode):
                 errors.add(error("bad-key", key_loc, "a key must be a plain scalar"))
                 continue
-            key = constructor.construct_object(key_node)
+            key = _scalar(key_node, key_loc, constructor, errors, error).value
             if isinstance(key, bool) or key is None:
                 # YAML 1.1 reads OFF/ON/YES/NO/~ as booleans or null; as keys they are
                 # names (a DBC value table's OFF), so keep the text as written.
@@ -124,13 +273,11 @@ def _convert(
                 errors.add(error("duplicate-key", key_loc, f"duplicate key '{key_text}' (first at line {first.line})"))
                 continue
             key_locs[key_text] = key_loc
-            child = _convert(path, value_node, constructor, errors, error)
+            child = _convert(path, value_node, constructor, errors, error, walk, depth + 1, key_loc)
             child.key = key
             values[key_text] = child
         return Node(values, loc, key_locs)
-    if isinstance(ynode, yaml.SequenceNode):
-        return Node([_convert(path, item, constructor, errors, error) for item in ynode.value], loc)
-    return Node(constructor.construct_object(ynode), loc)
+    return Node([_convert(path, item, constructor, errors, error, walk, depth + 1, loc) for item in ynode.value], loc)
 
 
 class Checker:

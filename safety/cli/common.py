@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from safety import builtin
 from safety.errors import Location, PolicyTestError
+from safety.jsontext import loads_strict
 
 __all__ = [
     "BUILTIN_HINT",
@@ -160,11 +161,13 @@ def builtin_names() -> str:
 def json_arg(text: str, option: str) -> Any:
     """``text`` parsed as JSON; unusable input (``PolicyTestError``, exit 2) if it is not JSON."""
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise PolicyTestError(
             f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", Location(file=option), code="bad-json"
         ) from exc
+    except ValueError as exc:  # a duplicate key, an oversized integer
+        raise PolicyTestError(f"invalid JSON: {exc}", Location(file=option), code="bad-json") from exc
 
 
 # ---------------------------------------------------------------------- stdout

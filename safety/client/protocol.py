@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from safety.errors import ServiceError
+from safety.jsontext import loads_strict, may_hide_duplicates
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -71,6 +72,12 @@ def parse_message(line: bytes | bytearray | memoryview | str) -> dict[str, Any]:
         message = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise ServiceError(f"not JSON: {exc}", code="bad-json") from None
+    raw = line.encode() if isinstance(line, str) else bytes(line)
+    if may_hide_duplicates(raw, message):
+        try:
+            loads_strict(raw)
+        except ValueError as exc:  # orjson read it, so only a duplicate key or a huge integer
+            raise ServiceError(f"not JSON DriveGate accepts: {exc}", code="bad-json") from None
     if type(message) is not dict:
         raise ServiceError(f"a line must be a JSON object, got {type(message).__name__}", code="bad-json")
     return message

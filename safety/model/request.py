@@ -68,6 +68,19 @@ _NUMBERS = tuple(f.name for f in REQUEST_FIELDS.values() if f.kind == "number")
 _STRINGS = tuple(f.name for f in REQUEST_FIELDS.values() if f.kind == "string")
 
 
+#: The largest request number: JSON's safe integer (a double holds every whole number up to
+#: it), so a C++, Kotlin or JavaScript client means exactly the number it sent.
+MAX_NUMBER = 2**53 - 1
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` that cannot fail or flood: a 5,000-digit int has no repr in Python 3.11."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _error(field: str, message: str) -> RequestError:
     return RequestError(message, Location(field=field), code="bad-request")
 
@@ -92,11 +105,13 @@ def validate_request(request: Any) -> RequestError | None:
         if not ok:
             if value is None:
                 return _error(name, f"missing required field '{name}'; expected one of: {', '.join(ordered)}")
-            return _error(name, f"unknown {name} {value!r}; expected one of: {', '.join(ordered)}")
+            return _error(name, f"unknown {name} {_shown(value)}; expected one of: {', '.join(ordered)}")
     for name in _NUMBERS:
         value = request.get(name)
-        if value is not None and (type(value) is not int or value < 0):
-            return _error(name, f"{name} must be a whole number >= 0, got {value!r}")
+        if value is not None and (type(value) is not int or not 0 <= value <= MAX_NUMBER):
+            if type(value) is int and value > MAX_NUMBER:
+                return _error(name, f"{name} must be at most {MAX_NUMBER} (2**53 - 1), got {_shown(value)}")
+            return _error(name, f"{name} must be a whole number >= 0, got {_shown(value)}")
     for name in _STRINGS:
         value = request.get(name)
         if value is not None and type(value) is not str:

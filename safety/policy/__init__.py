@@ -9,6 +9,7 @@ from safety.errors import LoadError, Location, PolicyError
 from safety.policy.compile import CompiledPolicy, CompiledRule, compile_policy
 from safety.policy.model import PolicyDoc
 from safety.policy.parse import parse_policy_text
+from safety.yamlsource import read_yaml_text
 
 __all__ = ["CompiledPolicy", "CompiledRule", "PolicyDoc", "compile_policy", "load_policy", "parse_policy_text"]
 
@@ -21,7 +22,7 @@ def load_policy(path: str | Path) -> CompiledPolicy:
     path = policy_path(path)
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_yaml_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise LoadError(
             [PolicyError(f"cannot read the policy: {exc}", Location(file=name), code="unreadable")]

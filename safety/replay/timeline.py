@@ -27,7 +27,7 @@ from safety.model.request import validate_request
 from safety.vehicle.frames import EXTENDED_KEY
 from safety.vehicle.signals import CANONICAL_SIGNALS
 from safety.vehicle.state import NOT_MAPPED
-from safety.yamlsource import load_yaml
+from safety.yamlsource import load_yaml, read_yaml_text
 
 # A built-in probe set covering every content type (and every modality).
 BUILTIN_PROBES: tuple[dict[str, Any], ...] = (
@@ -119,8 +119,8 @@ def load_probes(path: str | Path) -> list[dict[str, Any]]:
         return RequestError(message, loc, code=code)
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
+        text = read_yaml_text(path)
+    except (OSError, UnicodeDecodeError) as exc:
         raise LoadError([make("unreadable", Location(file=name), f"cannot read the probes: {exc}")]) from exc
     root = load_yaml(name, text, make)
     errors: list[DriveGateError] = []

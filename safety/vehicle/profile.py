@@ -23,7 +23,7 @@ from safety.vehicle.e2e import Protection
 from safety.vehicle.protection import parse_e2e
 from safety.vehicle.signals import CANONICAL_SIGNALS, REQUIRED_SIGNALS
 from safety.vehicle.state import CrossCheck
-from safety.yamlsource import Checker, Node, load_yaml
+from safety.yamlsource import Checker, Node, load_yaml, read_yaml_text
 
 PROFILE_KEYS = ("dbc", "signals", "name", "description", "e2e", "cross_check")
 # A cross-check entry: a second source of a numeric signal, as a signal entry, and how far apart
@@ -138,7 +138,7 @@ def load_profile(path: str | Path) -> VehicleProfile:
     path = vehicle_path(path)
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_yaml_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise LoadError(
             [ProfileError(f"cannot read the profile: {exc}", Location(file=name), code="unreadable")]

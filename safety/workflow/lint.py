@@ -32,7 +32,7 @@ from safety.vehicle.profile import VehicleProfile
 from safety.vehicle.signals import CANONICAL_SIGNALS
 from safety.workflow.analysis import Analysis, analyze
 from safety.workflow.findings import LintFinding, condition_tests
-from safety.yamlsource import load_yaml
+from safety.yamlsource import load_yaml, read_yaml_text
 
 
 @dataclass
@@ -105,7 +105,7 @@ def policy_check(policy: CompiledPolicy) -> list[str]:
 def default_location(policy: CompiledPolicy) -> Location:
     """Where the policy's ``default`` is written: gaps are reported there."""
     try:
-        text = Path(policy.file).read_text(encoding="utf-8")
+        text = read_yaml_text(policy.file)
         root = load_yaml(policy.file, text, lambda code, loc, message: PolicyError(message, loc, code=code))
     except (OSError, UnicodeDecodeError, DriveGateError):
         return Location(policy.file, 1, 1)

@@ -93,7 +93,7 @@ from safety.workflow.simcar import (
     parse_state,
     went_stale,
 )
-from safety.yamlsource import Checker, Node, load_yaml
+from safety.yamlsource import Checker, Node, load_yaml, read_yaml_text
 
 TOP_KEYS = ("version", "description", "defaults", "states", "cases", "scenarios")
 DEFAULT_KEYS = ("max_age_ms", "cycle_ms", "state", "request")
@@ -183,7 +183,7 @@ def load_test_file(path: str | Path, policy: CompiledPolicy) -> SuiteFile:
     """Read and check one test file against ``policy``; raise LoadError listing every problem."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_yaml_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise LoadError([_make_error("unreadable", Location(file=name), f"cannot read the test file: {exc}")]) from exc
     check = Checker(_make_error)
