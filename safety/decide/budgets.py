@@ -19,11 +19,12 @@ Time comes from the caller's ``now`` only.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from safety.model.decision import Decision, Outcome
+from safety.model.request import REQUEST_FIELDS
 from safety.model.rules import GLANCE_RULE, RATE_RULE, TASK_RULE
 from safety.policy.model import Budgets
 
@@ -107,12 +108,17 @@ class BudgetTracker:
 
 @dataclass(frozen=True)
 class DeferredEvent:
-    """A queued request that became deliverable (with its new decision) or expired."""
+    """A queued request that became deliverable (with its new decision) or expired.
+
+    ``owner`` is who queued it (see :meth:`DeferralQueue.hold`): its event is for that owner
+    alone, so it is not part of :meth:`to_dict` (what goes on the wire).
+    """
 
     request_id: str
     kind: str  # "deliverable" | "expired"
     time: float
     decision: Decision | None = None
+    owner: Hashable = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,33 +129,103 @@ class DeferredEvent:
         }
 
 
+@dataclass(frozen=True)
+class DeferralLimits:
+    """What the deferral queue holds at most; past a limit a request is decided, not queued."""
+
+    per_owner: int = 64  # entries one owner (a client) may have queued
+    total: int = 1024  # entries in all
+    max_ttl_ms: int = 600_000  # how long one may be kept (10 min)
+    max_text_chars: int = 4096  # characters in a request's string fields (its text, id, app, task)
+
+
+QUEUED = " (queued until deliverable or expired)"
+_FREE_TEXT = tuple(name for name, spec in REQUEST_FIELDS.items() if spec.kind == "string")  # id, app, text, task_id
+
+
 @dataclass
 class DeferralQueue:
-    """Deferred requests kept until deliverable or expired (by request id)."""
+    """Deferred requests kept until deliverable or expired, by (owner, request id).
 
-    pending: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+    The owner is whoever asked (the decision service passes the peer's identity; in process it
+    is None unless the caller says): one owner's request never replaces, and is never reported
+    to, another's, whatever ids they choose.  Bounded by :class:`DeferralLimits`.
+    """
+
+    limits: DeferralLimits = field(default_factory=DeferralLimits)
+    pending: dict[tuple[Hashable, str], tuple[dict[str, Any], float]] = field(default_factory=dict)
     expired_count: int = 0
     delivered_count: int = 0
+    refused_count: int = 0
+    _per_owner: dict[Hashable, int] = field(default_factory=dict)
 
-    def hold(self, request: Mapping[str, Any], now: float | None) -> bool:
+    def hold(self, request: Mapping[str, Any], now: float | None, owner: Hashable = None) -> str:
+        """Queue a deferred ``request`` (one with ``id`` and ``ttl_ms``) for ``owner``.
+
+        Returns what to add to the decision's reason: ``""`` when there is nothing to queue,
+        :data:`QUEUED`, or why it was not queued (a limit).
+        """
         request_id, ttl = request.get("id"), request.get("ttl_ms")
         if request_id is None or ttl is None or now is None:
-            return False
-        self.pending[request_id] = (dict(request), now + ttl / 1000.0)
-        return True
+            return ""
+        limits = self.limits
+        key = (owner, request_id)
+        replacing = key in self.pending
+        why = ""
+        if ttl > limits.max_ttl_ms:
+            why = f"ttl_ms {ttl} is over the {limits.max_ttl_ms} ms a request may be queued"
+        elif (chars := sum(len(v) for f in _FREE_TEXT if type(v := request.get(f)) is str)) > limits.max_text_chars:
+            why = f"the request holds {chars} characters of text; at most {limits.max_text_chars} are queued"
+        elif not replacing and self._per_owner.get(owner, 0) >= limits.per_owner:
+            why = f"this client has {limits.per_owner} requests queued, its limit"
+        elif not replacing and len(self.pending) >= limits.total:
+            why = f"the queue holds {limits.total} requests, its limit"
+        if why:
+            self.refused_count += 1
+            return f" (not queued: {why})"
+        if not replacing:
+            self._per_owner[owner] = self._per_owner.get(owner, 0) + 1
+        self.pending[key] = (dict(request), now + ttl / 1000.0)
+        return QUEUED
 
-    def release(self, now: float, decide: Callable[[Mapping[str, Any]], Decision]) -> list[DeferredEvent]:
-        """Re-decide every queued request at ``now``, oldest deadline first."""
+    def _drop(self, key: tuple[Hashable, str]) -> None:
+        del self.pending[key]
+        owner = key[0]
+        left = self._per_owner[owner] - 1
+        if left:
+            self._per_owner[owner] = left
+        else:
+            del self._per_owner[owner]
+
+    def next_deadline(self) -> float | None:
+        """When the first queued request expires (None when the queue is empty)."""
+        return min((entry[1] for entry in self.pending.values()), default=None)
+
+    def release(
+        self,
+        now: float,
+        permitted: Callable[[Mapping[str, Any]], bool],
+        deliver: Callable[[Mapping[str, Any], Hashable], Decision],
+    ) -> list[DeferredEvent]:
+        """Re-decide every queued request at ``now``, oldest deadline first.
+
+        ``permitted`` is asked first (a verdict: no budget, no log); only a request it lets go is
+        decided for real by ``deliver`` (budgets, decision log, never queued again), so a queue of
+        requests that stay deferred costs verdicts only and writes no records.
+        """
         events: list[DeferredEvent] = []
-        for request_id, (request, deadline) in sorted(self.pending.items(), key=lambda item: item[1][1]):
+        for key, (request, deadline) in sorted(self.pending.items(), key=lambda item: item[1][1]):
+            owner, request_id = key
             if now >= deadline:
-                del self.pending[request_id]
+                self._drop(key)
                 self.expired_count += 1
-                events.append(DeferredEvent(request_id, "expired", now))
+                events.append(DeferredEvent(request_id, "expired", now, owner=owner))
                 continue
-            decision = decide(request)
+            if not permitted(request):
+                continue
+            decision = deliver(request, owner)
             if decision.permitted:
-                del self.pending[request_id]
+                self._drop(key)
                 self.delivered_count += 1
-                events.append(DeferredEvent(request_id, "deliverable", now, decision))
+                events.append(DeferredEvent(request_id, "deliverable", now, decision, owner))
         return events

@@ -13,7 +13,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -199,14 +199,23 @@ class Engine:
         return self._decoded_before + self._decoder.frames_decoded
 
     # ------------------------------------------------------------------ decisions
-    def decide(self, request: Mapping[str, Any], now: float | None = None, *, explain: bool = False) -> Decision:
+    def decide(
+        self, request: Mapping[str, Any], now: float | None = None, *, explain: bool = False, owner: Hashable = None
+    ) -> Decision:
         """Decide one request at time ``now`` (default: the latest frame's time).
 
         Never raises: a malformed request or an internal error gives ``deny``.
         With ``explain=True`` the reason lists every rule's result.  Applies the policy's
         run-time budgets, queues a deferred request that carries ``id`` and ``ttl_ms`` (see
-        :meth:`release_deferred`), and writes the decision log when one is configured.
+        :meth:`release_deferred`) for ``owner`` (who asks: the decision service passes the
+        client's identity, so one client's request ids never touch another's queued requests),
+        and writes the decision log when one is configured.
         """
+        return self._decide(request, now, explain, owner, queue=True)
+
+    def _decide(
+        self, request: Mapping[str, Any], now: float | None, explain: bool, owner: Hashable, *, queue: bool
+    ) -> Decision:
         started = self._clock_ns()
         try:
             if now is not None and not _finite(now):
@@ -222,8 +231,10 @@ class Engine:
             decision = pipeline.decide(
                 values, request, state_time, budgets=True, explain=explain, why_unknown=why_unknown
             ).decision
-            if decision.outcome is Outcome.DEFER and self.deferred.hold(request, state_time):
-                decision = replace(decision, reason=decision.reason + " (queued until deliverable or expired)")
+            if queue and decision.outcome is Outcome.DEFER:
+                note = self.deferred.hold(request, state_time, owner)
+                if note:
+                    decision = replace(decision, reason=decision.reason + note)
         except Exception as exc:  # fail closed: an error while deciding is never an allow
             values, state_time = {}, None
             decision = internal_error(exc, self.policy.hash, request_id_of(request))
@@ -295,13 +306,24 @@ class Engine:
             log.close()
 
     def release_deferred(self, now: float | None = None) -> list[DeferredEvent]:
-        """Re-decide the deferred queue at ``now``: which requests became deliverable, which expired."""
+        """Re-decide the deferred queue at ``now``: which requests became deliverable, which expired.
+
+        Each queued request is first asked as a verdict on one view of the state (no budget, no
+        decision log); only one that may now go ahead is decided for real (budgets applied, its
+        record written) and reported, with the owner that queued it.  A request re-decided as
+        still deferred keeps its deadline: ``ttl_ms`` counts from when it was queued.
+        """
         if now is None:
             now = self._state.latest_time
-        if now is None:
+        if now is None or not self.deferred.pending:
             return []
         at = now
-        return self.deferred.release(at, lambda request: self.decide(request, at))
+        view = self.view(at)
+        return self.deferred.release(
+            at,
+            lambda request: view.verdict(request).permitted,
+            lambda request, owner: self._decide(request, at, False, owner, queue=False),
+        )
 
     def _values(self, now: float | None) -> tuple[Mapping[str, Any], float | None, DecisionPipeline]:
         """State values at ``now``, with the decision pipeline of the policy in force, read together.
@@ -343,6 +365,7 @@ class Engine:
                 "deferred_pending": len(self.deferred.pending),
                 "deferred_expired": self.deferred.expired_count,
                 "deferred_delivered": self.deferred.delivered_count,
+                "deferred_refused": self.deferred.refused_count,
                 "decision_log_errors": self.log_errors,
                 "frames_ignored": self.frames_ignored,
                 "implausible": dict(self._state.counters.implausible),

@@ -10,8 +10,7 @@ run-time budgets, never queue, and never fill the decision log.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from safety.client.protocol import PROTOCOL_VERSION
@@ -35,6 +34,7 @@ class Watcher:
         self.policy_hash = engine.policy.hash
         self._view: EngineView | None = None
         self._checked = False
+        self.owned: list[tuple[Hashable, dict[str, Any]]] = []  # deferred events, each for one owner
 
     def _event(self, name: str, /, **fields: Any) -> dict[str, Any]:
         self.seq += 1
@@ -105,23 +105,28 @@ class Watcher:
         return events + self._release_deferred(now, True)
 
     def _release_deferred(self, now: float | None, changed: bool) -> list[dict[str, Any]]:
-        """``deferred`` events: queued requests that became deliverable or expired.
+        """Re-decide the queue; its ``deferred`` events go to :attr:`owned`, never into the broadcast.
 
-        The queue is re-decided only when the state changed or a deadline passed: every
-        re-decision goes through decide() (budgets, decision log), so not on every tick.
+        The queue is re-decided only when the state changed or a deadline passed (a re-decision
+        is a verdict per entry; only a delivered one is decided for real and logged).
         """
-        pending = self.engine.deferred.pending
-        if not pending or now is None:
+        queue = self.engine.deferred
+        if not queue.pending or now is None:
             return []
-        deadline = min((entry[1] for entry in pending.values()), default=math.inf)
-        if not changed and now < deadline:
+        deadline = queue.next_deadline()
+        if not changed and (deadline is None or now < deadline):
             return []
-        return [
-            self._event(
+        for ev in self.engine.release_deferred(now):
+            event = self._event(
                 "deferred",
                 request_id=ev.request_id,
                 kind=ev.kind,
                 decision=None if ev.decision is None else ev.decision.to_dict(),
             )
-            for ev in self.engine.release_deferred(now)
-        ]
+            self.owned.append((ev.owner, event))
+        return []
+
+    def take_owned(self) -> list[tuple[Hashable, dict[str, Any]]]:
+        """The ``deferred`` events since the last call, each with the owner it is for alone."""
+        owned, self.owned = self.owned, []
+        return owned

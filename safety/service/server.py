@@ -20,7 +20,7 @@ import stat
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,23 @@ from safety.service.inputs import BusReader, BusSpec, open_bus
 from safety.service.peers import bind_unix, peer_groups, peercred
 from safety.service.player import ReplayPlayer
 from safety.service.poller import PollingSelector, realtime_policy
+
+#: A ``session`` in a request's envelope: an unguessable token the client chooses (for TCP
+#: clients, which have no peer credentials, to tie a request connection to an event one).
+SESSION_CHARS = (16, 128)
+
+
+def owner_of(conn: Connection, message: Mapping[str, Any]) -> Hashable:
+    """Who a request speaks for: the connection's owner, narrowed by the envelope's ``session``."""
+    session = message.get("session")
+    if session is None:
+        return conn.owner
+    low, high = SESSION_CHARS
+    if type(session) is not str or not low <= len(session) <= high:
+        raise ServiceError(f"session must be a string of {low}..{high} characters", code="bad-request")
+    # A session is the peer user's (a forked helper of the same app shares it); over TCP anyone's.
+    peer = ("uid", conn.owner[1]) if conn.owner[0] == "process" else ("tcp",)
+    return ("session", peer, session)
 
 
 def log(message: str) -> None:
@@ -114,6 +131,12 @@ class Connection(asyncio.Protocol):
         self.subscribed = False
         self.closing = False
         self.peer = "?"
+        # Who this connection speaks for (deferred requests are queued per owner): the peer
+        # process (uid, pid) on a Unix socket, so a process's request and event connections
+        # share it; on TCP, which has no peer credentials, this connection alone.
+        service.connection_serial += 1
+        self.owner: tuple[Any, ...] = ("connection", service.connection_serial)
+        self.event_owners: set[Hashable] = set()  # whose deferred events a subscriber gets
 
     # ------------------------------------------------------------------ transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -123,6 +146,11 @@ class Connection(asyncio.Protocol):
         service.counters.connections += 1
         refusal = service.check_peer(transport)
         self.peer = service.describe_peer(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family == socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                pid, uid, _ = peercred(sock)
+                self.owner = ("process", uid, pid)
         if refusal is not None:
             service.counters.refused += 1
             log(f"refused {self.peer}: {refusal}")
@@ -215,6 +243,7 @@ class Service:
         self.reader: BusReader | None = None
         self.connections: set[Connection] = set()
         self.subscribers: set[Connection] = set()
+        self.connection_serial = 0
         self.counters = Counters()
         self.started = time.monotonic()
         self.log_errors = 0
@@ -281,7 +310,9 @@ class Service:
         request = message.get("request")
         if type(request) is not dict:
             raise ServiceError("decide needs a request object", code="bad-request")
-        decision = self.engine.decide(request, self.clock.now(), explain=message.get("explain") is True)
+        decision = self.engine.decide(
+            request, self.clock.now(), explain=message.get("explain") is True, owner=owner_of(conn, message)
+        )
         self.counters.decisions += 1
         return encode({"v": PROTOCOL_VERSION, "ok": True, "op": "decide", "id": request_id, **decision.to_dict()})
 
@@ -308,6 +339,7 @@ class Service:
 
     def op_subscribe(self, conn: Connection, message: dict[str, Any], request_id: Any) -> None:
         conn.subscribed = True
+        conn.event_owners.update({conn.owner, owner_of(conn, message)})
         self.subscribers.add(conn)
         conn.send(encode({"v": PROTOCOL_VERSION, "ok": True, "op": "subscribe", "id": request_id}))
         conn.send(encode(self.watcher.snapshot_event()))
@@ -358,6 +390,7 @@ class Service:
             "refused": self.counters.refused,
             "dropped": self.counters.dropped,
             "deferred_pending": counters["deferred_pending"],
+            "deferred_refused": counters["deferred_refused"],
             "decision_log_errors": counters["decision_log_errors"],
             "poll_us": 0.0 if self.poller is None else round(self.poller.poll_s * 1e6, 1),
             "idle_polls": 0 if self.poller is None else self.poller.polls,
@@ -400,6 +433,14 @@ class Service:
         return str(transport.get_extra_info("peername"))
 
     # ------------------------------------------------------------------ events
+    def send_owned(self) -> None:
+        """Each ``deferred`` event to the subscribers of the owner that queued the request, only."""
+        for owner, event in self.watcher.take_owned():
+            line = encode(event)
+            for conn in list(self.subscribers):
+                if owner in conn.event_owners:
+                    conn.send(line)
+
     def broadcast(self, event: dict[str, Any]) -> None:
         if not self.subscribers:
             return
@@ -415,6 +456,7 @@ class Service:
             try:
                 for event in self.watcher.check(self.clock.now()):
                     self.broadcast(event)
+                self.send_owned()
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + 0.25

@@ -396,11 +396,15 @@ class VehicleState:
     def rebase(self, t: float) -> None:
         """The stream's time base moved to ``t`` (a logger restarted, a clock reset): start the clock there.
 
-        Samples of the old base stay with their times, so they read stale or newer-than-now
-        (unknown) until their messages come again; a workload hold in force runs its full
-        length from ``t``; dwells and plausibility start afresh.
+        Samples of the old base are unknown from now on, at any ``now`` (a caller still asking in
+        the old base must not see them fresh: the stream itself has moved on), until their
+        messages come again; a workload hold in force runs its full length from ``t``; dwells
+        and plausibility start afresh.
         """
         self.latest_time = t
+        for sig in self._signals.values():
+            if sig.time != -math.inf and sig.value is not None:
+                sig.value, sig.why_unknown = None, f"from before the time base moved to {t:.3f} s"
         if self._high_until > t or self._hold_pending:
             self._high_until = t + self.config.hold_s
             self._hold_pending = self.config.hold_s > 0

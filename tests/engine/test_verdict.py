@@ -138,7 +138,7 @@ def test_verdict_queues_nothing(engine: Engine, car: DemoCar) -> None:
     assert engine.deferred.pending == {} and engine.counters["deferred_pending"] == 0
     assert engine.release_deferred() == []
     assert engine.decide(held).reason == verdict.reason + QUEUED
-    assert list(engine.deferred.pending) == ["m-1"]
+    assert list(engine.deferred.pending) == [(None, "m-1")]  # (owner, id): in process the owner is None
 
 
 def test_verdict_writes_no_decision_log(tmp_path: Path) -> None:

@@ -73,6 +73,20 @@ def test_a_real_jump_of_the_time_base_is_followed_after_a_few_frames() -> None:
     assert 0 < e.counters["frames_rejected"]["time-jump"] <= 3
 
 
+def test_after_a_new_time_base_old_samples_are_unknown_even_at_an_old_now() -> None:
+    """Found by the stateful fail-closed test: gear P at t=1000, three frames of another message
+    agreeing on 10**18 (a new time base), then gear R at 1000 (refused: 10**18 s backwards).
+    Asked at now=1000, the engine still said gear P, fresh: a value the stream had moved past."""
+    e, car = engine()
+    car.send("TRANSMISSION", 1000.0, GearPosition="PARK")
+    for _ in range(3):
+        car.send("STEERING", 1e18, SteeringAngle=0.0)
+    car.send("TRANSMISSION", 1000.0, GearPosition="REVERSE")
+    state = e.state(now=1000.0)
+    assert state.values["gear"] is None
+    assert state.unknown["gear"] == "from before the time base moved to 1000000000000000000.000 s"
+
+
 def test_a_frame_older_than_the_latest_of_its_message_is_dropped() -> None:
     e, car = engine()
     car.state(1.0, speed=50.0, gear="D")
