@@ -20,29 +20,25 @@ MAX_INT_DIGITS = 40
 _SPACED_COLON = re.compile(rb'"\s+:')
 
 
-class JsonValueError(ValueError):
-    """A JSON text that parses but holds a duplicate key or an oversized integer."""
-
-
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise JsonValueError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {key!r}")
         result[key] = value
     return result
 
 
 def _integer(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise JsonValueError(f"an integer of {len(text.lstrip('-'))} digits; at most {MAX_INT_DIGITS} are read")
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits; at most {MAX_INT_DIGITS} are read")
     return int(text)
 
 
 def loads_strict(text: str | bytes) -> Any:
     """``json.loads`` that rejects duplicate keys and integers over :data:`MAX_INT_DIGITS` digits.
 
-    Raises ``json.JSONDecodeError`` for a syntax error and :class:`JsonValueError` for the rest.
+    Raises ``json.JSONDecodeError`` for a syntax error and a plain ``ValueError`` for the rest.
     """
     return json.loads(text, object_pairs_hook=_pairs, parse_int=_integer)
 

@@ -108,6 +108,21 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--burst", type=float, default=200.0, metavar="N", help="requests a client may save up")
     parser.add_argument(
+        "--explain-rate",
+        type=float,
+        default=20.0,
+        metavar="N",
+        help="explained decisions per second per client (each costs about 100 plain ones; default 20); "
+        "all clients together get 5 times this",
+    )
+    parser.add_argument(
+        "--max-connections-per-peer",
+        type=int,
+        default=128,
+        metavar="N",
+        help="connections one client process may hold open (default 128; all TCP clients count as one peer)",
+    )
+    parser.add_argument(
         "--input-nice",
         type=int,
         default=15,
@@ -166,9 +181,17 @@ def serve(args: argparse.Namespace) -> int:
         burst=args.burst,
         input_nice=args.input_nice,
         poll_s=args.poll_us / 1e6,
+        explain_rate=args.explain_rate,
+        explain_rate_total=args.explain_rate * 5,
+        max_connections_per_peer=args.max_connections_per_peer,
     )
     if args.tcp_port is not None and (config.allow_uids or config.allow_gids):
         log("warning: TCP peers carry no credentials; with --allow-uid/--allow-gid every TCP client is refused")
+    elif args.tcp_port is not None:
+        log(
+            "warning: --tcp-port without --allow-uid/--allow-gid: any local user can connect over TCP "
+            "(the Unix socket checks who connects; TCP cannot)"
+        )
     service: Service
 
     def on_log_error(error: LogFormatError) -> None:
@@ -206,4 +229,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--poll-us must be 0..10000"
     if args.rate_limit < 0 or args.burst < 1:
         return "--rate-limit must be >= 0 and --burst >= 1"
+    if not args.explain_rate > 0:
+        return "--explain-rate must be > 0"
+    if args.max_connections_per_peer < 1:
+        return "--max-connections-per-peer must be >= 1"
     return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from safety.client.base import (
@@ -23,6 +23,7 @@ from safety.client.base import (
     _describe,
     _Events,
     _ok,
+    check_server,
     decision_from_response,
 )
 from safety.client.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, encode
@@ -33,8 +34,15 @@ from safety.model.decision import Decision
 class AsyncClient(_ClientBase):
     """The asyncio client: the same calls, awaited.  Calls on one client are serialised."""
 
-    def __init__(self, path: Address, timeout: float = 0.05, fallback: Fallback | None = None) -> None:
-        super().__init__(path, timeout, fallback)
+    def __init__(
+        self,
+        path: Address,
+        timeout: float = 0.05,
+        fallback: Fallback | None = None,
+        *,
+        server_uid: int | Iterable[int] | None = None,
+    ) -> None:
+        super().__init__(path, timeout, fallback, server_uid)
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -42,7 +50,13 @@ class AsyncClient(_ClientBase):
         limit = MAX_LINE_BYTES * 4
         if isinstance(self.address, tuple):
             return await asyncio.open_connection(*self.address, limit=limit)
-        return await asyncio.open_unix_connection(os.fspath(self.address), limit=limit)
+        reader, writer = await asyncio.open_unix_connection(os.fspath(self.address), limit=limit)
+        try:
+            check_server(writer.get_extra_info("socket"), self.address, self.server_uids)
+        except ServiceError:
+            writer.close()
+            raise
+        return reader, writer
 
     async def close(self) -> None:
         self._drop()

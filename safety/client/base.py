@@ -9,8 +9,9 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,10 +195,20 @@ class _Events:
 class _ClientBase:
     """What both clients hold, and what they do around each call's I/O: ids, reconnect backoff."""
 
-    def __init__(self, path: Address, timeout: float, fallback: Fallback | None) -> None:
+    def __init__(
+        self, path: Address, timeout: float, fallback: Fallback | None, server_uid: int | Iterable[int] | None = None
+    ) -> None:
         self.address: Address = path
         self.timeout = timeout
         self.fallback = fallback or Fallback()
+        # Who may be the server: a squatter on the socket path (a world-writable directory, a
+        # server that died and a stranger that bound the path) must never answer for it.
+        if server_uid is None:
+            self.server_uids = frozenset({0, os.geteuid()})
+        elif isinstance(server_uid, int):
+            self.server_uids = frozenset({server_uid})
+        else:
+            self.server_uids = frozenset(server_uid)
         self._ids = itertools.count(1)
         self._delay = 0.0  # the backoff after the last failure, 0 after a success
         self._retry_at = 0.0
@@ -280,15 +291,52 @@ class _Spin:
         self.hit_rate += self.WEIGHT * ((1.0 if hit else 0.0) - self.hit_rate)
 
 
-def _connect(address: Address, timeout: float) -> socket.socket:
+def peercred(sock: Any) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the peer of a connected Unix socket, from the kernel (``SO_PEERCRED``)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", creds)
+    return pid, uid, gid
+
+
+def check_server(sock: Any, address: Address, uids: frozenset[int]) -> None:
+    """Raise ``ServiceError`` (``untrusted-server``) unless the process serving ``sock`` runs as one of ``uids``.
+
+    TCP carries no credentials: a TCP address is not checked (docs/service.md says so).
+    """
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    _, uid, _ = peercred(sock)
+    if uid not in uids:
+        expected = ", ".join(str(u) for u in sorted(uids))
+        raise ServiceError(
+            f"the process on {address if isinstance(address, tuple) else os.fspath(address)} runs as uid {uid}, not {expected} (server_uid): "
+            "not the decision service",
+            code="untrusted-server",
+        )
+
+
+def _connect(address: Address, timeout: float, uids: frozenset[int] = frozenset()) -> socket.socket:
     if isinstance(address, tuple):
         sock = socket.create_connection(address, timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
     try:
         sock.settimeout(timeout)
-        sock.connect(os.fspath(address))
+        while True:
+            try:
+                sock.connect(os.fspath(address))
+                break
+            except BlockingIOError:
+                # A Unix socket whose listen queue is full answers EAGAIN at once instead of
+                # waiting (TCP waits): retry until the deadline, as a TCP connect would wait.
+                # Under a connection flood by another process this is what gets a client in.
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("the service's listen queue stayed full") from None
+                time.sleep(0.0002)
+        if uids:
+            check_server(sock, address, uids)
     except BaseException:
         sock.close()
         raise

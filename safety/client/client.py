@@ -26,7 +26,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -73,8 +73,9 @@ class Client(_ClientBase):
         fallback: Fallback | None = None,
         *,
         spin: float = DEFAULT_SPIN_S,
+        server_uid: int | Iterable[int] | None = None,
     ) -> None:
-        super().__init__(path, timeout, fallback)
+        super().__init__(path, timeout, fallback, server_uid)
         if not spin >= 0.0:
             raise ValueError(f"spin must be 0 or more seconds, not {spin}")
         self._spin = _Spin(spin)
@@ -117,7 +118,7 @@ class Client(_ClientBase):
 
     def _roundtrip(self, message: dict[str, Any], request_id: int, deadline: float) -> dict[str, Any]:
         if self._sock is None:
-            self._sock = _connect(self.address, max(deadline - time.monotonic(), 1e-6))
+            self._sock = _connect(self.address, max(deadline - time.monotonic(), 1e-6), self.server_uids)
             # Blocking, with the deadline in the kernel (SO_RCVTIMEO/SO_SNDTIMEO): a call is one
             # send and one recv.  A Python socket timeout would add a poll() before each and an
             # fcntl() per change of timeout, and this call is all about its latency.
@@ -228,7 +229,7 @@ class Client(_ClientBase):
         """
         events = _Events(heartbeats)
         try:
-            sock = _connect(self.address, max(self.timeout, 0.5))
+            sock = _connect(self.address, max(self.timeout, 0.5), self.server_uids)
         except OSError as exc:
             yield events.lost(_describe(exc))
             return

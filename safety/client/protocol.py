@@ -37,13 +37,15 @@ ERROR_CODES: Mapping[str, str] = {
     "decide without a request object)",
     "unsupported-version": "v is not a protocol version this server speaks",
     "unknown-op": "op names no operation (there is no operation that changes the policy)",
-    "rate-limited": "more requests than the per-client rate allows; error.retry_after_ms says when to retry",
+    "rate-limited": "more requests (or explained decisions) than the rate allows; error.retry_after_ms says "
+    "when to retry",
     "line-too-long": "a line longer than MAX_LINE_BYTES; closes",
     "refused": "the peer's uid/gid is not allowed; closes",
     "send-queue-full": "the client does not read what it is sent; closes",
+    "too-many-connections": "the peer process (or the server) has as many connections open as allowed; closes",
     "internal": "the server failed to answer this request (a bug); the connection stays usable",
 }
-CLOSING_CODES = frozenset({"line-too-long", "refused", "send-queue-full"})
+CLOSING_CODES = frozenset({"line-too-long", "refused", "send-queue-full", "too-many-connections"})
 
 _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 

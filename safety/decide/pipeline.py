@@ -21,6 +21,7 @@ so an explanation can never disagree with the decision it explains.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,6 +114,9 @@ class DecisionPipeline:
             decided = Decided(decision, None, adjustment, met)
             if explain:
                 text = self.narrate(values, request, decided, time=time, why_unknown=why_unknown).render()
+                # A decision's reason goes to whoever asked (over the socket: another user's app):
+                # it names the policy file, never the directories it lives in.
+                text = text.replace(policy.file, os.path.basename(policy.file))
                 decided = Decided(
                     Decision(outcome, rules, f"{reason}\n{text}", constraints, policy.hash, time, request_id),
                     None,

@@ -14,16 +14,12 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from safety.client.base import peercred
 from safety.errors import ServiceError
 
 SOCKET_MODE = 0o660
 
-
-def peercred(sock: Any) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the peer of a connected Unix socket."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", creds)
-    return pid, uid, gid
+__all__ = ["SOCKET_MODE", "bind_unix", "peer_groups", "peercred"]
 
 
 # SO_PEERGROUPS (Linux 4.13+): the peer's supplementary groups, which the socket file's group
@@ -40,6 +36,19 @@ def peer_groups(sock: Any) -> set[int]:
     return set(struct.unpack(f"{len(raw) // 4}I", raw))
 
 
+def _remove_stale(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass  # another server starting at the same time removed it first
+    except OSError as exc:  # another user's socket in a sticky directory (/tmp), a read-only one
+        raise ServiceError(
+            f"cannot remove the stale socket {path} (uid {path.lstat().st_uid}): {exc.strerror}; remove it as its "
+            "owner or choose another --socket",
+            code="socket-in-use",
+        ) from None
+
+
 def bind_unix(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` with mode 0660, never briefly wider.
 
@@ -52,8 +61,15 @@ def bind_unix(path: Path) -> socket.socket:
         try:
             probe.settimeout(0.5)
             probe.connect(str(path))
+        except PermissionError:
+            owner = path.lstat().st_uid
+            raise ServiceError(
+                f"{path} belongs to uid {owner} and this user may not connect to it, so cannot tell whether a "
+                "server listens there; remove it (as its owner) or choose another --socket",
+                code="socket-in-use",
+            ) from None
         except OSError:
-            path.unlink()  # nobody listens: a stale socket from a server that was killed
+            _remove_stale(path)  # nobody listens: a stale socket from a server that was killed
         else:
             raise ServiceError(f"another server is listening on {path}", code="socket-in-use")
         finally:

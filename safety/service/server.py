@@ -84,6 +84,16 @@ class ServiceConfig:
     # After a client's bytes, the loop polls this long for its next request before sleeping
     # (safety.service.poller); 0 = always sleep.
     poll_s: float = 0.0002
+    # An explained decision costs ~100 plain ones (1.5 ms against 13 µs): explanations have their
+    # own small rate per client and a hard cap for the whole server, so a client pipelining
+    # explain: true cannot take the loop from everyone else.
+    explain_rate: float = 20.0  # per client per second
+    explain_rate_total: float = 100.0  # all clients together
+    # Connections: a listen backlog the kernel really gets (asyncio's default of 100 would
+    # override the socket's), and caps so one flooding process cannot take every descriptor.
+    backlog: int = 512
+    max_connections_per_peer: int = 128  # per peer process (Unix); for all TCP clients together
+    max_connections: int = 512
 
 
 @dataclass
@@ -128,9 +138,11 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.bucket = TokenBucket(service.config.rate, service.config.burst)
+        self.explain_bucket = TokenBucket(service.config.explain_rate, max(service.config.explain_rate / 4, 1.0))
         self.subscribed = False
         self.closing = False
         self.peer = "?"
+        self.peer_key: tuple[Any, ...] = ("tcp",)  # whose connection count this one is in
         # Who this connection speaks for (deferred requests are queued per owner): the peer
         # process (uid, pid) on a Unix socket, so a process's request and event connections
         # share it; on TCP, which has no peer credentials, this connection alone.
@@ -156,14 +168,34 @@ class Connection(asyncio.Protocol):
             log(f"refused {self.peer}: {refusal}")
             self.close_with("refused", refusal)
             return
+        self.peer_key = self.owner if self.owner[0] == "process" else ("tcp",)
+        too_many = service.over_connection_caps(self.peer_key)
+        if too_many is not None:
+            service.counters.refused += 1
+            if service.counters.refused <= 10 or service.counters.refused % 1000 == 0:
+                log(f"refused {self.peer}: {too_many} ({service.counters.refused} refused so far)")
+            self.close_with("too-many-connections", too_many)
+            return
         service.connections.add(self)
+        service.peer_connections[self.peer_key] = service.peer_connections.get(self.peer_key, 0) + 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         # A half-sent request dies with its buffer: nothing of it ever reached the engine.
         self.closing = True
         self.buffer.clear()
-        self.service.connections.discard(self)
-        self.service.subscribers.discard(self)
+        self.forget()
+
+    def forget(self) -> None:
+        """Take this connection out of the service's sets and counts (once)."""
+        service = self.service
+        if self in service.connections:
+            service.connections.discard(self)
+            left = service.peer_connections.get(self.peer_key, 1) - 1
+            if left > 0:
+                service.peer_connections[self.peer_key] = left
+            else:
+                service.peer_connections.pop(self.peer_key, None)
+        service.subscribers.discard(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -215,8 +247,7 @@ class Connection(asyncio.Protocol):
             return
         self.closing = True
         self.buffer.clear()
-        self.service.connections.discard(self)
-        self.service.subscribers.discard(self)
+        self.forget()
         transport.write(error_line(code, message))
         transport.close()  # flushes what it can; a client that never reads is aborted below
         loop = asyncio.get_running_loop()
@@ -244,6 +275,8 @@ class Service:
         self.connections: set[Connection] = set()
         self.subscribers: set[Connection] = set()
         self.connection_serial = 0
+        self.peer_connections: dict[tuple[Any, ...], int] = {}  # open connections per peer process
+        self.explain_bucket = TokenBucket(config.explain_rate_total, max(config.explain_rate_total / 4, 1.0))
         self.counters = Counters()
         self.started = time.monotonic()
         self.log_errors = 0
@@ -296,7 +329,8 @@ class Service:
             response = handler(conn, message, request_id)
         except ServiceError as exc:
             self.counters.errors += 1
-            conn.send(error_line(exc.code, exc.message, op, request_id))
+            extra = {} if exc.retry_after_ms is None else {"retry_after_ms": exc.retry_after_ms}
+            conn.send(error_line(exc.code, exc.message, op, request_id, **extra))
             return
         except Exception as exc:  # a bug must cost one request, not the connection or the server
             self.counters.errors += 1
@@ -306,13 +340,37 @@ class Service:
         if response is not None:
             conn.send(response)
 
+    def over_connection_caps(self, peer_key: tuple[Any, ...]) -> str | None:
+        """Why a new connection of ``peer_key`` is refused (a cap reached), or None."""
+        cfg = self.config
+        if len(self.connections) >= cfg.max_connections:
+            return f"the server has {cfg.max_connections} connections open, its limit; try again later"
+        if self.peer_connections.get(peer_key, 0) >= cfg.max_connections_per_peer:
+            who = "this process has" if peer_key[0] == "process" else "TCP clients have"
+            return (
+                f"{who} {cfg.max_connections_per_peer} connections open already, the limit per peer; reuse a connection"
+            )
+        return None
+
     def op_decide(self, conn: Connection, message: dict[str, Any], request_id: Any) -> bytes:
         request = message.get("request")
         if type(request) is not dict:
             raise ServiceError("decide needs a request object", code="bad-request")
-        decision = self.engine.decide(
-            request, self.clock.now(), explain=message.get("explain") is True, owner=owner_of(conn, message)
-        )
+        explain = message.get("explain") is True
+        if explain:
+            wait = max(
+                conn.explain_bucket.take(), self.explain_bucket.take() if self.config.explain_rate_total else 0.0
+            )
+            if wait:
+                cfg = self.config
+                raise ServiceError(
+                    f"explanations are limited to {cfg.explain_rate:g} per second per client and "
+                    f"{cfg.explain_rate_total:g} per second in all (each costs about 100 plain decisions); "
+                    "ask without explain, or later",
+                    code="rate-limited",
+                    retry_after_ms=max(1, round(wait * 1000)),
+                )
+        decision = self.engine.decide(request, self.clock.now(), explain=explain, owner=owner_of(conn, message))
         self.counters.decisions += 1
         return encode({"v": PROTOCOL_VERSION, "ok": True, "op": "decide", "id": request_id, **decision.to_dict()})
 
@@ -536,11 +594,13 @@ class Service:
         sock = bind_unix(cfg.socket_path)
         st = os.stat(cfg.socket_path)
         self._socket_inode = (st.st_dev, st.st_ino)
-        self.servers.append(await loop.create_unix_server(lambda: Connection(self), sock=sock))
+        self.servers.append(await loop.create_unix_server(lambda: Connection(self), sock=sock, backlog=cfg.backlog))
         where = [f"unix:{cfg.socket_path} (mode {stat.S_IMODE(st.st_mode):04o})"]
         if cfg.tcp_port is not None:
             # Loopback only: the decision API is for processes on this head unit.
-            server = await loop.create_server(lambda: Connection(self), host="127.0.0.1", port=cfg.tcp_port)
+            server = await loop.create_server(
+                lambda: Connection(self), host="127.0.0.1", port=cfg.tcp_port, backlog=cfg.backlog
+            )
             self.servers.append(server)
             port = server.sockets[0].getsockname()[1]
             where.append(f"tcp:127.0.0.1:{port}")

@@ -19,7 +19,7 @@ from safety import Engine, Outcome
 from safety.cli.main import main
 from safety.client.protocol import parse_message
 from safety.errors import ServiceError
-from safety.jsontext import JsonValueError, loads_strict, may_hide_duplicates
+from safety.jsontext import loads_strict, may_hide_duplicates
 
 
 @pytest.mark.parametrize(
@@ -70,16 +70,18 @@ def test_the_fast_path_never_lets_a_duplicate_key_through(value: object, spaced:
     try:
         loads_strict(line)
         duplicated = False
-    except JsonValueError:
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
         duplicated = True
     if duplicated:
         assert may_hide_duplicates(line, orjson.loads(line))
 
 
 def test_strict_json_names_the_problem() -> None:
-    with pytest.raises(JsonValueError, match="duplicate key 'speed'"):
+    with pytest.raises(ValueError, match="duplicate key 'speed'"):
         loads_strict('{"speed": 1, "speed": 2}')
-    with pytest.raises(JsonValueError, match="an integer of 5000 digits; at most 40 are read"):
+    with pytest.raises(ValueError, match="an integer of 5000 digits; at most 40 are read"):
         loads_strict('{"speed": ' + "9" * 5000 + "}")
 
 
