@@ -23,6 +23,7 @@ starts a fresh line after it (readers skip lines they cannot parse, see ``summar
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import mmap
 import os
@@ -32,6 +33,8 @@ from typing import Protocol
 from safety.errors import LogInUseError
 
 WINDOW_BYTES = 4 << 20
+# A file system that cannot reserve blocks (posix_fallocate says so): map as before.
+_NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
 _PAGE = mmap.PAGESIZE
 # Linux 5.14+: fault a range in for writing now, rather than page by page on first write.
 _POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23) if sys.platform.startswith("linux") else None
@@ -54,12 +57,20 @@ class WriteAppender:
         self.fsync = fsync
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
         self._fd = os.open(path, flags, 0o640)
+        self._cut = False
         self.size = _end_of_records(self._fd)
 
     def append(self, data: bytes) -> None:
+        if self._cut:  # the last record was cut short (a full disk): end its line first
+            os.write(self._fd, b"\n")
+            self._cut = False
         written = os.write(self._fd, data)
-        while written < len(data):  # short writes happen only on full disks and signals
-            written += os.write(self._fd, data[written:])
+        try:
+            while written < len(data):  # short writes happen only on full disks and signals
+                written += os.write(self._fd, data[written:])
+        except OSError:
+            self._cut = True  # part of a record is in the file: one bad line, never two records merged
+            raise
         if self.fsync:
             os.fsync(self._fd)
         self.size += len(data)
@@ -112,7 +123,20 @@ class MappedAppender:
             self._map.close()
             self._map = None
         start = at - at % _PAGE
-        length = max(WINDOW_BYTES, -(-(at + n - start) // _PAGE) * _PAGE)
+        needed = max(_PAGE, -(-(at + n - start) // _PAGE) * _PAGE)
+        length = max(WINDOW_BYTES, needed)
+        # Reserve the window's blocks before mapping it: a mapped page with no block behind it
+        # is SIGBUS on a full disk, which no handler survives.  Short of space for a whole
+        # window, reserve what this record needs; short of that, ENOSPC is an error the log
+        # counts and reports (and the next record tries again).
+        try:
+            os.posix_fallocate(self._fd, start, length)
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or length == needed:
+                    raise
+                length = needed
+                os.posix_fallocate(self._fd, start, length)
         os.ftruncate(self._fd, start + length)  # the mapping must not reach past the end of the file
         self._map = mmap.mmap(self._fd, length, offset=start)
         if _POPULATE_WRITE is not None:

@@ -7,6 +7,7 @@ Each record is in the kernel's page cache before ``decide`` returns (and on disk
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -56,7 +57,17 @@ class DecisionLog:
         self.fsync = fsync
         self.writer = writer
         self._lock = threading.Lock()
-        self._file = self._open(truncate=False)
+        self.records_written = 0
+        self.error = ""  # why the last record could not be written ("" when it was)
+        self.errors = 0
+        self._file: Appender | None = None
+        try:
+            self._file = self._open(truncate=False)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise  # a path that cannot be used at all: the caller's error, at start
+            # A full disk: keep deciding, report it, and open at the next record.
+            self.error = f"cannot write the decision log: {exc}"
         # The engine hands over the same state mapping while nothing decision-relevant
         # changed, so its JSON is kept and embedded as is: a third of a record's cost.
         # One attribute holding (mapping, JSON): replaced whole, so threads never see a mix.
@@ -68,7 +79,9 @@ class DecisionLog:
                 return MappedAppender(self.path, fsync=self.fsync, truncate=truncate)
             except LogInUseError:
                 raise
-            except OSError:
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    raise  # no space: the same on any writer; reported, and retried at the next record
                 self.writer = "write"  # a file system without shared writable mappings or locks
         return WriteAppender(self.path, fsync=self.fsync, truncate=truncate)
 
@@ -100,19 +113,41 @@ class DecisionLog:
             "eval_us": round(eval_us, 3),
         }
         # orjson: a quarter of the cost of json.dumps on this record, which sits on the decision path.
-        # Non-string keys (only in invalid requests) need an option that slows every record: retry.
+        # Non-string keys (only in invalid requests) need an option that slows every record: retry;
+        # what orjson cannot write at all (an integer over 64 bits, a tuple key, a recursive or
+        # hostile object) is recorded in a safe textual form: a decision is never left unrecorded.
         try:
             line = orjson.dumps(record, default=_plain, option=orjson.OPT_APPEND_NEWLINE)
         except orjson.JSONEncodeError:
-            line = orjson.dumps(record, default=_plain, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+            try:
+                line = orjson.dumps(record, default=_plain, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+            except orjson.JSONEncodeError:
+                try:
+                    record["request"] = _safe(record["request"], _MAX_DEPTH)
+                except Exception:  # a Mapping whose items() raises: say what it was
+                    record["request"] = f"<unreadable {type(request).__name__}>"
+                line = orjson.dumps(record, default=_plain, option=orjson.OPT_APPEND_NEWLINE)
         with self._lock:
-            file = self._file
-            if file.size and file.size + len(line) > self.max_bytes:
-                file = self._rotate()
-            file.append(line)
+            try:
+                file = self._file if self._file is not None else self._reopen()
+                if file.size and file.size + len(line) > self.max_bytes:
+                    file = self._rotate()
+                file.append(line)
+            except OSError as exc:
+                self.errors += 1
+                self.error = f"cannot write the decision log: {exc}"
+                raise
+            self.records_written += 1
+            self.error = ""
+
+    def _reopen(self) -> Appender:
+        self._file = self._open(truncate=False)
+        return self._file
 
     def _rotate(self) -> Appender:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         for i in range(self.backups - 1, 0, -1):
             older = f"{self.path}.{i}"
             if os.path.exists(older):
@@ -125,14 +160,45 @@ class DecisionLog:
     def close(self) -> None:
         """Finish the file (a mapped one is trimmed to its last record).  Idempotent."""
         with self._lock:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
+
+
+# Errors that mean "no space now" (the log keeps trying), not "this path cannot be a log".
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_MAX_DEPTH = 32
 
 
 def _plain(value: Any) -> Any:
     """What orjson cannot write itself (mappings that are not dicts, odd request values)."""
     if isinstance(value, Mapping):
         return dict(value)
-    return str(value)
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """``str(value)``, or what it is when even that fails (a hostile ``__str__``, a huge int)."""
+    if type(value) is int and value.bit_length() > 256:
+        return f"<integer of {value.bit_length()} bits>"
+    try:
+        return str(value)[:200]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _safe(value: Any, depth: int) -> Any:
+    """``value`` as JSON can carry it: string keys, 64-bit integers, bounded depth, text for the rest."""
+    if depth <= 0:
+        return f"<nested deeper than {_MAX_DEPTH} levels>"
+    if value is None or isinstance(value, bool | str | float):
+        return value
+    if type(value) is int:
+        return value if -(2**63) <= value < 2**64 else _text(value)
+    if isinstance(value, Mapping):
+        return {k if type(k) is str else _text(k): _safe(v, depth - 1) for k, v in list(value.items())[:1000]}
+    if isinstance(value, list | tuple):
+        return [_safe(v, depth - 1) for v in value[:1000]]
+    return _text(value)
 
 
 def mask(request: Any) -> Any:
@@ -140,11 +206,17 @@ def mask(request: Any) -> Any:
     if isinstance(request, dict) and "text" not in request:
         return request
     if isinstance(request, Mapping):
-        masked = dict(request)
+        try:
+            masked = dict(request)
+        except Exception:  # a hostile Mapping: its record says what it was
+            return f"<unreadable {type(request).__name__}>"
         if "text" in masked:
             masked["text"] = MASKED
         return masked
-    return repr(request)[:200]
+    try:
+        return repr(request)[:200]
+    except Exception:
+        return f"<{type(request).__name__}>"
 
 
 @dataclass
@@ -179,7 +251,12 @@ def read_lines(path: str | Path) -> list[str]:
     """The lines of a decision log, without the NUL padding a mapped log has while it is open
     (or after a crash, until it is opened again)."""
     data = Path(path).read_bytes().rstrip(b"\0")
-    return data.decode("utf-8", errors="replace").splitlines()
+    # Records end in b"\n" only: str.splitlines() would also split inside a record at U+0085,
+    # U+2028 and the other separators JSON writes raw within strings.
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # after the last newline
+    return [line.decode("utf-8", errors="replace") for line in lines]
 
 
 def summarize(lines: Iterable[str]) -> LogSummary:

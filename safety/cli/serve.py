@@ -104,6 +104,12 @@ def register(sub: Any) -> None:
         "record, for logs shared by several writers or followed with tail -f",
     )
     parser.add_argument(
+        "--decision-log-fail-closed",
+        action="store_true",
+        help="deny every request while the decision log cannot be written (a full disk); by default the "
+        "service keeps deciding and raises the health flag in status and state",
+    )
+    parser.add_argument(
         "--rate-limit", type=float, default=2000.0, metavar="N", help="requests per second per client (0 = no limit)"
     )
     parser.add_argument("--burst", type=float, default=200.0, metavar="N", help="requests a client may save up")
@@ -167,8 +173,11 @@ def serve(args: argparse.Namespace) -> int:
     trusted = load_public_keys(args.trusted_key) if args.trusted_key else None
     decision_log = DecisionLog(args.decision_log, writer=args.decision_log_writer) if args.decision_log else None
     engine = Engine.load(args.vehicle, args.policy, decision_log=decision_log, trusted_keys=trusted)
+    engine.fail_closed_on_log_error = args.decision_log_fail_closed
     for warning in engine.warnings:
         log(f"warning: {warning}")
+    for part, problem in engine.health().items():
+        log(f"warning: {part}: {problem}")
     config = ServiceConfig(
         socket_path=Path(args.socket),
         policy_path=Path(args.policy),

@@ -29,6 +29,7 @@ from safety.decide.pipeline import DecisionPipeline, bad_now, internal_error, re
 from safety.engine.gate import PolicyCheck, load_gated_policy, reload_checks
 from safety.errors import PolicyCheckError
 from safety.model.decision import Decision, Outcome
+from safety.model.rules import INTERNAL_ERROR_RULE
 from safety.policy import CompiledPolicy
 from safety.vehicle.frames import FrameDecoder
 from safety.vehicle.profile import VehicleProfile, load_profile
@@ -51,6 +52,7 @@ class Engine:
         decision_log: DecisionLog | None = None,
         ids: Callable[[], str] | None = None,
         clock_ns: Callable[[], int] = time.perf_counter_ns,
+        fail_closed_on_log_error: bool = False,
     ) -> None:
         self.profile = profile
         self._lock = threading.Lock()
@@ -67,6 +69,9 @@ class Engine:
         self._next_id = ids or (lambda: f"d-{next(counter):08d}")
         self._clock_ns = clock_ns
         self.deferred = DeferralQueue()
+        # Off by default: the audit trail failing should not by itself take the assistant away;
+        # a deployment whose safety case needs every decision recorded turns it on.
+        self.fail_closed_on_log_error = fail_closed_on_log_error
 
     def _install(self, policy: CompiledPolicy, previous: VehicleState | None) -> None:
         """Make ``policy`` the active one; caller holds the lock (or is the constructor)."""
@@ -238,8 +243,18 @@ class Engine:
         except Exception as exc:  # fail closed: an error while deciding is never an allow
             values, state_time = {}, None
             decision = internal_error(exc, self.policy.hash, request_id_of(request))
-        if self.decision_log is not None:
-            self._log(decision, request, values, state_time, started)
+        log = self.decision_log
+        if log is not None and not self._log(decision, request, values, state_time, started):  # noqa: SIM102
+            # (two conditions: the record is written whatever the second says)
+            if self.fail_closed_on_log_error and decision.outcome is not Outcome.DENY:
+                decision = replace(
+                    decision,
+                    outcome=Outcome.DENY,
+                    rules=(INTERNAL_ERROR_RULE,),
+                    reason=f"{log.error or self.last_log_error}; denied: no decision goes unrecorded "
+                    "(fail_closed_on_log_error)",
+                    constraints={},
+                )
         return decision
 
     def verdict(self, request: Mapping[str, Any], now: float | None = None) -> Decision:
@@ -286,7 +301,8 @@ class Engine:
         values: Mapping[str, Any],
         state_time: float | None,
         started: int,
-    ) -> None:
+    ) -> bool:
+        """Write the decision's record; False (counted, the reason kept) when it could not be."""
         try:
             ages = self._state.ages(state_time) if state_time is not None else {}
             elapsed_us = (self._clock_ns() - started) / 1000.0
@@ -295,6 +311,8 @@ class Engine:
         except Exception as exc:  # the audit log never turns a decision into a crash
             self.log_errors += 1
             self.last_log_error = repr(exc)
+            return False
+        return True
 
     log_errors = 0
     last_log_error = ""
@@ -353,7 +371,18 @@ class Engine:
         with self._lock:
             snapshot = self._state.snapshot(now)
             counts = {name: dict(checker.counts) for name, checker in self._decoder.e2e.items()}
-        return replace(snapshot, integrity=counts)
+        return replace(snapshot, integrity=counts, health=self.health())
+
+    def health(self) -> dict[str, str]:
+        """What is wrong with the engine itself, by part; empty when all is well.
+
+        ``decision_log``: the last record could not be written (a full disk, say), and why.  The
+        engine keeps deciding meanwhile; with ``fail_closed_on_log_error`` it denies instead.
+        """
+        log = self.decision_log
+        if log is not None and log.error:
+            return {"decision_log": log.error}
+        return {}
 
     @property
     def counters(self) -> dict[str, Any]:

@@ -389,6 +389,7 @@ class Service:
                 "ages": dict(snap.ages),
                 "unknown": dict(snap.unknown),
                 "integrity": {message: dict(counts) for message, counts in snap.integrity.items()},
+                "health": dict(snap.health),
             }
         )
 
@@ -450,6 +451,7 @@ class Service:
             "deferred_pending": counters["deferred_pending"],
             "deferred_refused": counters["deferred_refused"],
             "decision_log_errors": counters["decision_log_errors"],
+            "health": engine.health(),
             "poll_us": 0.0 if self.poller is None else round(self.poller.poll_s * 1e6, 1),
             "idle_polls": 0 if self.poller is None else self.poller.polls,
         }

@@ -129,6 +129,9 @@ class StateSnapshot:
     # End-to-end check results per protected message (ok, repeated, wrong-sequence, error, ...),
     # as Engine.state() gives them; empty where no checks ran.
     integrity: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # What is wrong with the engine itself, by part (``decision_log``: why records cannot be
+    # written), as Engine.state() gives it; empty when all is well.
+    health: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
