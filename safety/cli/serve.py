@@ -104,6 +104,14 @@ def register(sub: Any) -> None:
         "record, for logs shared by several writers or followed with tail -f",
     )
     parser.add_argument(
+        "--reload-settle-ms",
+        type=float,
+        default=200.0,
+        metavar="MS",
+        help="on SIGHUP the policy file must read the same twice this far apart before it is loaded "
+        "(default 200): a file still being written is never activated",
+    )
+    parser.add_argument(
         "--decision-log-fail-closed",
         action="store_true",
         help="deny every request while the decision log cannot be written (a full disk); by default the "
@@ -193,6 +201,7 @@ def serve(args: argparse.Namespace) -> int:
         explain_rate=args.explain_rate,
         explain_rate_total=args.explain_rate * 5,
         max_connections_per_peer=args.max_connections_per_peer,
+        reload_settle_s=args.reload_settle_ms / 1000.0,
     )
     if args.tcp_port is not None and (config.allow_uids or config.allow_gids):
         log("warning: TCP peers carry no credentials; with --allow-uid/--allow-gid every TCP client is refused")
@@ -240,6 +249,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--rate-limit must be >= 0 and --burst >= 1"
     if not args.explain_rate > 0:
         return "--explain-rate must be > 0"
+    if not 0 <= args.reload_settle_ms <= 10_000:
+        return "--reload-settle-ms must be 0..10000"
     if args.max_connections_per_peer < 1:
         return "--max-connections-per-peer must be >= 1"
     return None

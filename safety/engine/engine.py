@@ -134,8 +134,9 @@ class Engine:
     ) -> str:
         """Swap to a new policy atomically; return "active" or "pending".
 
-        The new policy is loaded, linted (its error findings) and its ``tests`` run (they
-        must pass, covering at least ``min_coverage`` percent of its rules); ``checks``
+        The new policy is loaded, linted (its error findings) and its ``tests`` run, with the
+        suites the policy names itself (``tests:``; they must pass, covering at least
+        ``min_coverage`` percent of its rules); ``checks``
         replaces the lint with checks of the caller's own.  On any failure this raises
         (``LoadError`` or ``PolicyCheckError``) and the old policy stays in force.  Decisions in flight see the
         old or the new policy, never a mix.  A policy with ``activation: {require_parked:
@@ -150,7 +151,15 @@ class Engine:
         else:
             new, signed_tests = load_gated_policy(policy, trusted_keys)
             tests = [*tests, *signed_tests]
+        tests = [*tests, *new.doc.suites]
         problems = [problem for check in reload_checks(checks, tests, min_coverage) for problem in check(new)]
+        if self.policy.doc.suites and not new.doc.suites:
+            # A file cut short loses what follows the cut: a policy that named its suites and now
+            # names none is more likely half-written than meant (keep tests: near the top).
+            problems.append(
+                "the policy in force names its test suites (tests:) and this one names none: a file cut short? "
+                "(write a temporary file and rename it over the policy)"
+            )
         if problems:
             raise PolicyCheckError(new.file, problems)
         with self._lock:

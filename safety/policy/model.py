@@ -186,3 +186,5 @@ class PolicyDoc:
     requires_parked_to_activate: bool = False
     budgets: Budgets = field(default_factory=Budgets)
     lint_ignore: Mapping[str, Location] = field(default_factory=dict)  # lint codes not reported, and where
+    # Test suites the policy names itself (``tests:``, relative to its file): every reload runs them.
+    suites: tuple[str, ...] = ()

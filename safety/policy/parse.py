@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from typing import Any
 
@@ -30,7 +31,7 @@ from safety.policy.model import (
 from safety.vehicle.signals import CANONICAL_SIGNALS
 from safety.yamlsource import Checker, Node, load_yaml
 
-TOP_KEYS = ("version", "name", "description", "default", "state", "rules", "activation", "budgets", "lint")
+TOP_KEYS = ("version", "name", "description", "tests", "default", "state", "rules", "activation", "budgets", "lint")
 RULE_KEYS = ("id", "ref", "description", "when", "outcome", "constraints", "exception", "reason", "overrides")
 STATE_KEYS = ("standstill", "workload", "speed_bands", "dwell_ms")
 CONSTRAINT_KEYS: dict[str, tuple[str, ...]] = {
@@ -81,6 +82,11 @@ def _parse_doc(path: str, root: Node, check: Checker) -> PolicyDoc | None:
         parked_only = bool(node is not None and check.boolean(node, "activation.require_parked"))
     budgets = _parse_budgets(root.get("budgets"), check)
     lint_ignore = _parse_lint(root.get("lint"), check)
+    tests_node = root.get("tests")
+    suites = tuple(
+        os.path.normpath(os.path.join(os.path.dirname(path), text))
+        for text, _ in (_string_list(tests_node, "tests", check) if tests_node is not None else ())
+    )
     canonical = json.dumps(root.plain(), sort_keys=True, separators=(",", ":"), default=str)
     content_hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return PolicyDoc(
@@ -95,6 +101,7 @@ def _parse_doc(path: str, root: Node, check: Checker) -> PolicyDoc | None:
         requires_parked_to_activate=parked_only,
         budgets=budgets,
         lint_ignore=lint_ignore,
+        suites=suites,
     )
 
 

@@ -18,6 +18,7 @@ import signal
 import socket
 import stat
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
@@ -27,15 +28,48 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from safety.builtin import policy_path
 from safety.client.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, check_envelope, encode, error_line, parse_message
 from safety.engine.engine import Engine
-from safety.errors import DriveGateError, ServiceError
+from safety.errors import DriveGateError, Location, PolicyError, ServiceError
+from safety.policy import compile_policy, parse_policy_text
 from safety.service.clock import LiveClock
 from safety.service.events import Watcher
 from safety.service.inputs import BusReader, BusSpec, open_bus
 from safety.service.peers import bind_unix, peer_groups, peercred
 from safety.service.player import ReplayPlayer
 from safety.service.poller import PollingSelector, realtime_policy
+from safety.yamlsource import read_yaml_text
+
+
+def run_in_daemon_thread(call: Callable[[], Any]) -> asyncio.Future[Any]:
+    """``call()`` on a new daemon thread, as a future of the running loop.
+
+    Not the loop's default executor: its threads are joined at exit, so a long reload (a huge
+    policy's lint) would hold up SIGTERM; a daemon thread dies with the process.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result = call()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=target, name="drivegate-reload", daemon=True).start()
+    return future
+
 
 #: A ``session`` in a request's envelope: an unguessable token the client chooses (for TCP
 #: clients, which have no peer credentials, to tie a request connection to an event one).
@@ -94,6 +128,10 @@ class ServiceConfig:
     backlog: int = 512
     max_connections_per_peer: int = 128  # per peer process (Unix); for all TCP clients together
     max_connections: int = 512
+    # SIGHUP: the policy file must read the same twice this far apart (a writer still writing
+    # is waited for, up to this many times) before it is even parsed.
+    reload_settle_s: float = 0.2
+    reload_settle_tries: int = 25
 
 
 @dataclass
@@ -285,6 +323,7 @@ class Service:
         self._socket_inode: tuple[int, int] | None = None
         self._stop: asyncio.Event | None = None
         self._reloading: asyncio.Lock | None = None
+        self._reload_waiting = False  # a reload task is queued and has not started yet
         self.ops: dict[str, Callable[[Connection, dict[str, Any], Any], bytes | None]] = {
             "decide": self.op_decide,
             "state": self.op_state,
@@ -534,20 +573,24 @@ class Service:
     async def reload_policy(self) -> None:
         """SIGHUP: reload the policy file through the Engine's atomic, validated path.
 
-        Loading, lint and the ``--policy-test`` suites run on a worker thread so requests keep
-        being answered; the Engine swaps under its lock only a policy that passed them all, and
-        keeps the old one otherwise.
+        Only a whole file is ever activated.  The bytes must be stable: read, then read again
+        after :attr:`ServiceConfig.reload_settle_s` until two reads agree (a writer still
+        writing is waited for, up to ``reload_settle_tries`` times); the policy is compiled from
+        exactly those bytes (or, with trusted keys, from the bytes whose signature is verified).
+        Then lint, the ``--policy-test`` suites and the suites the policy names (``tests:``)
+        run on a daemon thread, so requests keep being answered and SIGTERM is never held up;
+        the Engine swaps under its lock only a policy that passed them all, and keeps the old
+        one otherwise.
         """
         assert self._reloading is not None
         async with self._reloading:
-            path = self.config.policy_path
+            self._reload_waiting = False
+            path = policy_path(self.config.policy_path)  # a built-in name is its file
             old = self.engine.policy.hash
             log(f"SIGHUP: reloading the policy from {path}")
             try:
-                reload = functools.partial(
-                    self.engine.reload, path, tests=self.config.policy_tests, trusted_keys=self.config.trusted_keys
-                )
-                result = await asyncio.get_running_loop().run_in_executor(None, reload)
+                text = await self._settled_text(path)
+                result = await run_in_daemon_thread(functools.partial(self._reload_from, path, text))
             except DriveGateError as exc:
                 log(f"reload failed, keeping policy {old}:\n{exc}")
                 return
@@ -555,6 +598,35 @@ class Service:
                 log(f"reload failed, keeping policy {old}: {exc!r}")
                 return
             log(f"reload {result}: policy '{self.engine.policy.name}' {self.engine.policy.hash} (was {old})")
+
+    async def _settled_text(self, path: Path) -> str | None:
+        """The policy file's text once two reads ``reload_settle_s`` apart agree (None with trusted
+        keys: the signature check reads the file itself, and a cut file fails it)."""
+        if self.config.trusted_keys is not None:
+            return None
+        cfg = self.config
+        try:
+            before = read_yaml_text(path)
+            for _ in range(cfg.reload_settle_tries):
+                await asyncio.sleep(cfg.reload_settle_s)
+                now = read_yaml_text(path)
+                if now == before:
+                    return now
+                before = now
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"cannot read the policy: {exc}", Location(file=str(path)), code="unreadable") from None
+        raise PolicyError(
+            f"the file kept changing for {cfg.reload_settle_s * cfg.reload_settle_tries:g} s; not reloaded "
+            "(write a temporary file and rename it over the policy)",
+            Location(file=str(path)),
+            code="unsettled",
+        )
+
+    def _reload_from(self, path: Path, text: str | None) -> str:
+        cfg = self.config
+        if text is None:
+            return self.engine.reload(path, tests=cfg.policy_tests, trusted_keys=cfg.trusted_keys)
+        return self.engine.reload(compile_policy(parse_policy_text(str(path), text)), tests=cfg.policy_tests)
 
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> int:
@@ -566,6 +638,11 @@ class Service:
         reloads: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
         def on_sighup() -> None:
+            # Signals that arrive while a reload waits to start add nothing: it reads the file as
+            # it is when it starts.  (A burst of SIGHUPs must not queue a reload each.)
+            if self._reload_waiting:
+                return
+            self._reload_waiting = True
             task = loop.create_task(self.reload_policy())
             reloads.add(task)
             task.add_done_callback(reloads.discard)
