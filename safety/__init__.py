@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "RequestError": "safety.errors",
     "ServiceError": "safety.errors",
     "SignatureError": "safety.errors",
+    "TimeLimitError": "safety.errors",
     "CANONICAL_SIGNALS": "safety.vehicle.signals",
     "DrivingState": "safety.vehicle.state",
     "StateSnapshot": "safety.vehicle.state",
@@ -91,6 +92,7 @@ __all__ = [
     "ServiceError",
     "SignatureError",
     "StateSnapshot",
+    "TimeLimitError",
     "VehicleProfile",
     "Workload",
     "load_policy",
@@ -121,6 +123,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name is import
         RequestError,
         ServiceError,
         SignatureError,
+        TimeLimitError,
     )
     from safety.model.decision import Decision, Outcome
     from safety.model.request import REQUEST_FIELDS, validate_request

@@ -13,6 +13,7 @@
     ├── SignatureError             a policy signature is missing, untrusted or does not match
     ├── PolicyCheckError           a new policy failed its reload checks (the old one stays)
     ├── AnalysisLimitError         a policy comparison needed more splits than its budget
+    ├── TimeLimitError             a command ran out of its --time-limit (lint, test, explain)
     ├── ServiceError               the decision service: protocol error, socket, unreachable
     ├── LogInUseError              another process writes this mapped decision log (an OSError too)
     └── LoadError                  several of the above found in one input, sorted by place
@@ -137,6 +138,18 @@ class AnalysisLimitError(DriveGateError):
     """A comparison needed more splits than its budget."""
 
     code = "analysis-limit"
+
+
+class TimeLimitError(DriveGateError):
+    """A command did not finish within its time limit (``--time-limit``): the input is too large."""
+
+    code = "time-limit"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class ServiceError(DriveGateError):

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from safety import builtin
-from safety.errors import Location, PolicyTestError
+from safety.errors import Location, PolicyTestError, TimeLimitError
 from safety.jsontext import loads_strict
 
 __all__ = [
     "BUILTIN_HINT",
+    "DEFAULT_TIME_LIMIT_S",
     "EXIT_BROKEN_PIPE",
     "EXIT_FINDINGS",
     "EXIT_INTERRUPTED",
@@ -34,6 +36,7 @@ __all__ = [
     "EXIT_UNUSABLE",
     "Stdout",
     "add_command",
+    "add_time_limit",
     "builtin_names",
     "builtin_suite",
     "describe",
@@ -45,6 +48,7 @@ __all__ = [
     "suite_arg",
     "suite_file_arg",
     "vehicle_arg",
+    "with_time_limit",
 ]
 
 EXIT_OK = 0
@@ -155,6 +159,52 @@ def suite_file_arg(text: str) -> Path:
 def builtin_names() -> str:
     """The built-in names, for help texts: ``vehicles: demo-sedan; policies: default, speed-bands``."""
     return f"vehicles: {', '.join(builtin.vehicle_names())}; policies: {', '.join(builtin.policy_names())}"
+
+
+# ---------------------------------------------------------------------- time limits
+DEFAULT_TIME_LIMIT_S = 60.0
+
+
+def add_time_limit(parser: argparse.ArgumentParser) -> None:
+    """``--time-limit SECONDS``: a hostile or huge input (a 20,000-rule policy) ends with an error."""
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=DEFAULT_TIME_LIMIT_S,
+        metavar="S",
+        help=f"stop with an error (exit 2) after this many seconds (default {DEFAULT_TIME_LIMIT_S:g})",
+    )
+
+
+def with_time_limit(run: Callable[[argparse.Namespace], int], command: str) -> Callable[[argparse.Namespace], int]:
+    """``run`` stopped by ``TimeLimitError`` once ``args.time_limit`` seconds have passed.
+
+    A real-time timer (SIGALRM) interrupts pure-Python work between bytecodes, wherever it is:
+    no analysis loop needs to check a clock.  Past the limit it fires again every half second,
+    so an ``except`` that happens to catch it once does not defeat it.  The CLI's main thread only.
+    """
+
+    def limited(args: argparse.Namespace) -> int:
+        seconds = args.time_limit
+        if not 0 < seconds <= 86_400:
+            print(f"drivegate {command}: --time-limit must be more than 0 and at most 86400 s", file=sys.stderr)
+            return EXIT_UNUSABLE
+
+        def expired(signum: int, frame: object) -> None:
+            raise TimeLimitError(
+                f"drivegate {command} stopped after {seconds:g} s (--time-limit): the input is too large to "
+                "finish in time; give a larger --time-limit to wait longer"
+            )
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
+        try:
+            return run(args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return limited
 
 
 # ---------------------------------------------------------------------- JSON arguments

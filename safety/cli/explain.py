@@ -14,7 +14,17 @@ import argparse
 import json
 from typing import Any
 
-from safety.cli.common import BUILTIN_HINT, EXIT_OK, EXIT_UNUSABLE, add_command, json_arg, policy_arg, vehicle_arg
+from safety.cli.common import (
+    BUILTIN_HINT,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    add_command,
+    add_time_limit,
+    json_arg,
+    policy_arg,
+    vehicle_arg,
+    with_time_limit,
+)
 from safety.errors import DriveGateError, Location, PolicyTestError
 from safety.policy import load_policy
 from safety.vehicle.profile import load_profile
@@ -53,7 +63,8 @@ def register(sub: Any) -> None:
         help=f"vehicle profile ({BUILTIN_HINT}): its signals and max ages (default: every signal, 300 ms)",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    parser.set_defaults(run=run)
+    add_time_limit(parser)
+    parser.set_defaults(run=with_time_limit(run, "explain"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,8 +18,10 @@ from safety.cli.common import (
     EXIT_OK,
     EXIT_UNUSABLE,
     add_command,
+    add_time_limit,
     policy_arg,
     vehicle_arg,
+    with_time_limit,
 )
 from safety.errors import DriveGateError, LoadError
 from safety.policy import load_policy
@@ -78,7 +80,8 @@ def register(sub: Any) -> None:
         action="store_true",
         help="report the warnings a policy's lint.ignore declares expected (a reviewer's full view)",
     )
-    parser.set_defaults(run=run)
+    add_time_limit(parser)
+    parser.set_defaults(run=with_time_limit(run, "lint"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,9 +21,11 @@ from safety.cli.common import (
     EXIT_OK,
     EXIT_UNUSABLE,
     add_command,
+    add_time_limit,
     builtin_suite,
     policy_arg,
     suite_arg,
+    with_time_limit,
 )
 from safety.policy import load_policy
 from safety.workflow.policytest import CheckResult, Report, load_test_files, run_tests
@@ -63,7 +65,8 @@ def register(sub: Any) -> None:
         help="fail (exit 1) when fewer than PERCENT%% of the rules are exercised",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    parser.set_defaults(run=run)
+    add_time_limit(parser)
+    parser.set_defaults(run=with_time_limit(run, "test"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from safety.decide.evaluate import Evaluator
 from safety.decide.explain import Explainer, Explanation
 from safety.errors import Location, RequestError
 from safety.model.decision import Decision, Outcome
-from safety.model.request import validate_request
+from safety.model.request import shown, validate_request
 from safety.model.rules import INTERNAL_ERROR_RULE, INVALID_REQUEST_RULE
 from safety.policy.compile import CompiledPolicy
 
@@ -181,7 +181,7 @@ def invalid_request(
 def bad_now(now: Any, policy_hash: str, request_id: str | None) -> Decision:
     """The decision when the caller's ``now`` is not a finite number: an invalid call, denied."""
     problem = RequestError(
-        f"now must be a finite number of seconds, got {now!r}", Location(field="now"), code="bad-request"
+        f"now must be a finite number of seconds, got {shown(now)}", Location(field="now"), code="bad-request"
     )
     return invalid_request(problem, policy_hash, None, request_id)
 

@@ -418,7 +418,7 @@ class Engine:
 def _finite(now: Any) -> bool:
     try:
         return math.isfinite(now)
-    except TypeError:
+    except Exception:  # not a number, or one whose __float__ raises
         return False
 
 

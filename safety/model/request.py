@@ -73,11 +73,15 @@ _STRINGS = tuple(f.name for f in REQUEST_FIELDS.values() if f.kind == "string")
 MAX_NUMBER = 2**53 - 1
 
 
-def _shown(value: Any) -> str:
-    """``repr(value)`` that cannot fail or flood: a 5,000-digit int has no repr in Python 3.11."""
+def shown(value: Any) -> str:
+    """``repr(value)`` that cannot fail or flood: a 5,000-digit int has no repr in Python 3.11,
+    and a hostile object's ``__repr__`` may raise."""
     if type(value) is int and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:
+        return f"a {type(value).__name__} that cannot be shown"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -105,13 +109,13 @@ def validate_request(request: Any) -> RequestError | None:
         if not ok:
             if value is None:
                 return _error(name, f"missing required field '{name}'; expected one of: {', '.join(ordered)}")
-            return _error(name, f"unknown {name} {_shown(value)}; expected one of: {', '.join(ordered)}")
+            return _error(name, f"unknown {name} {shown(value)}; expected one of: {', '.join(ordered)}")
     for name in _NUMBERS:
         value = request.get(name)
         if value is not None and (type(value) is not int or not 0 <= value <= MAX_NUMBER):
             if type(value) is int and value > MAX_NUMBER:
-                return _error(name, f"{name} must be at most {MAX_NUMBER} (2**53 - 1), got {_shown(value)}")
-            return _error(name, f"{name} must be a whole number >= 0, got {_shown(value)}")
+                return _error(name, f"{name} must be at most {MAX_NUMBER} (2**53 - 1), got {shown(value)}")
+            return _error(name, f"{name} must be a whole number >= 0, got {shown(value)}")
     for name in _STRINGS:
         value = request.get(name)
         if value is not None and type(value) is not str:

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from safety.errors import DriveGateError, LoadError, Location, PolicyError
+from safety.errors import DriveGateError, LoadError, Location, PolicyError, TimeLimitError
 from safety.policy import CompiledPolicy, load_policy
 from safety.policy.model import LINT_IGNORABLE
 from safety.vehicle.profile import VehicleProfile
@@ -107,6 +107,8 @@ def default_location(policy: CompiledPolicy) -> Location:
     try:
         text = read_yaml_text(policy.file)
         root = load_yaml(policy.file, text, lambda code, loc, message: PolicyError(message, loc, code=code))
+    except TimeLimitError:
+        raise
     except (OSError, UnicodeDecodeError, DriveGateError):
         return Location(policy.file, 1, 1)
     return root.key_loc("default") if root.is_map else Location(policy.file, 1, 1)
