@@ -90,6 +90,7 @@ def test_error_codes_are_stable_and_distinct() -> None:
         "signature": "SignatureError",
         "policy-check": "PolicyCheckError",
         "analysis-limit": "AnalysisLimitError",
+        "time-limit": "TimeLimitError",
         "service": "ServiceError",
         "log-in-use": "LogInUseError",
         "load": "LoadError",

@@ -108,10 +108,16 @@ class DecisionLog:
             "outcome": decision.outcome.value,
             "rules": decision.rules,
             "constraints": decision.constraints,
-            "reason": decision.reason,
+            # An explained decision's reason carries its narration (kilobytes): the record keeps the
+            # reason line and says it was explained; the narration follows from the record's request,
+            # state and policy hash (drivegate explain), and an explain flood cannot rotate the
+            # ordinary records away.
+            "reason": decision.reason.partition("\n")[0],
             "policy_hash": decision.policy_hash,
             "eval_us": round(eval_us, 3),
         }
+        if "\n" in decision.reason:
+            record["explained"] = True
         # orjson: a quarter of the cost of json.dumps on this record, which sits on the decision path.
         # Non-string keys (only in invalid requests) need an option that slows every record: retry;
         # what orjson cannot write at all (an integer over 64 bits, a tuple key, a recursive or
