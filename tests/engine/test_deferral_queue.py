@@ -113,3 +113,18 @@ def test_re_deciding_a_queue_that_stays_deferred_writes_no_records(tmp_path: Pat
     assert len(delivered) == 50
     records = read_lines(log)
     assert len(records) == 100  # 50 deferred when asked, 50 delivered: nothing per re-decision
+
+
+def test_a_large_queue_of_two_cells_is_released_by_cell(engine: Engine) -> None:
+    """1,000 queued requests in two request cells (visual text, voice) are each released with
+    their own cell's decision (one verdict per cell lets them go, each then decided for real)."""
+    car = turning(engine)
+    for i in range(1000):
+        fields = {"modality": "voice"} if i % 2 else {}
+        decision = engine.decide(request(id=f"m{i}", ttl_ms=60_000, **fields), owner=i % 20)
+        assert decision.outcome is Outcome.DEFER and decision.reason.endswith(QUEUED)
+    car.hold(0.51, 5.0, **STRAIGHT)
+    events = engine.release_deferred()
+    assert len(events) == 1000 and engine.deferred.pending == {}
+    outcomes = {(int(e.request_id[1:]) % 2, e.decision.outcome) for e in events if e.decision is not None}
+    assert outcomes == {(0, Outcome.DEGRADE), (1, Outcome.ALLOW)}
