@@ -75,18 +75,21 @@ def run(args: argparse.Namespace) -> int:
         print("drivegate test: --coverage must be between 0 and 100", file=sys.stderr)
         return EXIT_UNUSABLE
     tests: list[str] = list(args.tests)
+    policy = load_policy(policy_arg(args.policy))
     if not tests:
-        # The policy is still the name as typed: only a bare built-in name has a suite to default to.
+        # The suites the policy names itself (tests:); else, for a bare built-in name, its suite.
         suite = builtin_suite(args.policy)
-        if suite is None:
+        if policy.doc.suites:
+            tests = list(policy.doc.suites)
+        elif suite is not None:
+            tests = [str(suite)]
+        else:
             print(
-                f"drivegate test: give the TEST files for {args.policy} (only a built-in policy, "
-                f"{', '.join(builtin.policy_names())}, brings its own suite)",
+                f"drivegate test: give the TEST files for {args.policy} (or name them in the policy's tests:; a "
+                f"built-in policy, {', '.join(builtin.policy_names())}, brings its own suite)",
                 file=sys.stderr,
             )
             return EXIT_UNUSABLE
-        tests = [str(suite)]
-    policy = load_policy(policy_arg(args.policy))
     files = load_test_files(tests, policy)
     report = run_tests(policy, files)
     met = args.coverage is None or report.coverage.percent >= args.coverage

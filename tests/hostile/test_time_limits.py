@@ -73,3 +73,15 @@ def test_a_time_limit_that_is_not_a_positive_number_is_unusable() -> None:
     )
     assert result.returncode == 2
     assert result.stderr == "drivegate lint: --time-limit must be more than 0 and at most 86400 s\n"
+
+
+def test_drivegate_test_runs_the_suites_a_policy_names(tmp_path: Path) -> None:
+    """A policy naming its suites (``tests:``, #11 item 6) is tested by ``drivegate test POLICY``."""
+    (tmp_path / "suite.yaml").write_text((ROOT / "policies" / "tests" / "default.yaml").read_text())
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(DEFAULT_POLICY.read_text().replace("name: default\n", "name: default\ntests: [suite.yaml]\n", 1))
+    result = subprocess.run(
+        [sys.executable, "-m", "safety.cli", "test", str(policy)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert str(tmp_path / "suite.yaml") in result.stdout
