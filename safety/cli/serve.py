@@ -112,6 +112,14 @@ def register(sub: Any) -> None:
         "(default 200): a file still being written is never activated",
     )
     parser.add_argument(
+        "--reload-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="on SIGHUP give up a reload whose load, lint and suites take longer than this (default 120 s); "
+        "the old policy stays",
+    )
+    parser.add_argument(
         "--decision-log-fail-closed",
         action="store_true",
         help="deny every request while the decision log cannot be written (a full disk); by default the "
@@ -202,6 +210,7 @@ def serve(args: argparse.Namespace) -> int:
         explain_rate_total=args.explain_rate * 5,
         max_connections_per_peer=args.max_connections_per_peer,
         reload_settle_s=args.reload_settle_ms / 1000.0,
+        reload_timeout_s=args.reload_timeout,
     )
     if args.tcp_port is not None and (config.allow_uids or config.allow_gids):
         log("warning: TCP peers carry no credentials; with --allow-uid/--allow-gid every TCP client is refused")
@@ -249,6 +258,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--rate-limit must be >= 0 and --burst >= 1"
     if not args.explain_rate > 0:
         return "--explain-rate must be > 0"
+    if not 0 < args.reload_timeout <= 86_400:
+        return "--reload-timeout must be more than 0 and at most 86400"
     if not 0 <= args.reload_settle_ms <= 10_000:
         return "--reload-settle-ms must be 0..10000"
     if args.max_connections_per_peer < 1:

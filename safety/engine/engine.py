@@ -131,6 +131,7 @@ class Engine:
         min_coverage: float | None = None,
         checks: Iterable[PolicyCheck] | None = None,
         trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> str:
         """Swap to a new policy atomically; return "active" or "pending".
 
@@ -143,6 +144,8 @@ class Engine:
         true}`` is held pending until the car is parked (as Android Automotive stages new
         restrictions).  With ``trusted_keys`` the file must be signed by one of them
         (``SignatureError`` otherwise), and the test suites signed with it must pass too.
+        ``cancelled``, asked after the checks, refuses the swap when it says True (a caller
+        that gave up waiting).
         """
         if isinstance(policy, CompiledPolicy):
             if trusted_keys is not None:
@@ -160,6 +163,9 @@ class Engine:
                 "the policy in force names its test suites (tests:) and this one names none: a file cut short? "
                 "(write a temporary file and rename it over the policy)"
             )
+        if cancelled is not None and cancelled():
+            # The caller stopped waiting (its time limit): a result nobody awaits must not swap.
+            problems.append("the reload was cancelled (its checks took longer than the caller's time limit)")
         if problems:
             raise PolicyCheckError(new.file, problems)
         with self._lock:

@@ -150,6 +150,9 @@ class ServiceConfig:
     # is waited for, up to this many times) before it is even parsed.
     reload_settle_s: float = 0.2
     reload_settle_tries: int = 25
+    # How long a reload's load, lint and suites may take before it is given up (a huge policy):
+    # the old policy stays, later reloads are not held up.
+    reload_timeout_s: float = 120.0
 
 
 @dataclass
@@ -638,9 +641,21 @@ class Service:
             path = policy_path(self.config.policy_path)  # a built-in name is its file
             old = self.engine.policy.hash
             log(f"SIGHUP: reloading the policy from {path}")
+            cancelled = threading.Event()
             try:
                 text = await self._settled_text(path)
-                result = await run_in_daemon_thread(functools.partial(self._reload_from, path, text))
+                reloading = run_in_daemon_thread(functools.partial(self._reload_from, path, text, cancelled.is_set))
+                # Given up or not, its outcome is taken (no "exception never retrieved" later).
+                reloading.add_done_callback(lambda done: done.cancelled() or done.exception())
+                try:
+                    result = await asyncio.wait_for(asyncio.shield(reloading), self.config.reload_timeout_s)
+                except TimeoutError:
+                    cancelled.set()  # the thread may finish later: it will not swap
+                    log(
+                        f"reload failed, keeping policy {old}: its checks did not finish within "
+                        f"{self.config.reload_timeout_s:g} s (--reload-timeout)"
+                    )
+                    return
             except DriveGateError as exc:
                 log(f"reload failed, keeping policy {old}:\n{exc}")
                 return
@@ -672,11 +687,12 @@ class Service:
             code="unsettled",
         )
 
-    def _reload_from(self, path: Path, text: str | None) -> str:
+    def _reload_from(self, path: Path, text: str | None, cancelled: Callable[[], bool]) -> str:
         cfg = self.config
         if text is None:
-            return self.engine.reload(path, tests=cfg.policy_tests, trusted_keys=cfg.trusted_keys)
-        return self.engine.reload(compile_policy(parse_policy_text(str(path), text)), tests=cfg.policy_tests)
+            return self.engine.reload(path, tests=cfg.policy_tests, trusted_keys=cfg.trusted_keys, cancelled=cancelled)
+        compiled = compile_policy(parse_policy_text(str(path), text))
+        return self.engine.reload(compiled, tests=cfg.policy_tests, cancelled=cancelled)
 
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> int:

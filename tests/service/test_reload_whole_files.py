@@ -148,3 +148,27 @@ def test_an_alias_bomb_sent_by_sighup_is_refused_and_the_server_keeps_serving(so
         assert time.monotonic() - started < 1.0
     stopped = time.monotonic()
     assert server.stop() == 0 and time.monotonic() - stopped < 5.0
+
+
+def test_a_reload_that_takes_too_long_is_given_up_and_later_reloads_work(sockdir: Path) -> None:
+    """#11 item 8: a 20,000-rule policy's load and lint take minutes; by SIGHUP it held every
+    later reload behind it.  Past --reload-timeout it is given up and never activated."""
+    policy = sockdir / "policy.yaml"
+    original = DEFAULT_POLICY.read_text()
+    policy.write_text(original)
+    server = Server(sockdir, "--reload-timeout", "2", policy=policy)
+    server.wait_ready()
+    rules = "".join(
+        f"  - id: r{i}\n    ref: x\n    when: {{text_length: {{gt: {i}}}}}\n    outcome: degrade\n"
+        f"    constraints: {{max_text_length: {i}}}\n"
+        for i in range(20_000)
+    )
+    policy.write_text(original.replace("rules:\n", "rules:\n" + rules, 1))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("its checks did not finish within 2 s (--reload-timeout)", timeout=60)
+    renamed = original.replace("name: default\n", "name: default-v2\n", 1)
+    policy.write_text(renamed)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log("reload active: policy 'default-v2'", timeout=120)
+    assert activations(server) == [policy_hash(sockdir, renamed)]
+    assert server.stop() == 0
