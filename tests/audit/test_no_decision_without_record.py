@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,46 @@ def test_with_fail_closed_on_log_error_an_unrecorded_decision_is_a_deny(tmp_path
     engine.fail_closed_on_log_error = False  # the default: keep deciding, raise the flag
     assert engine.decide(chime).outcome.value != "deny"
     assert engine.state().health == engine.health()
+
+
+# Decides for ever, until killed.
+FOREVER = r"""
+import sys
+from safety import Engine
+from safety.audit.decisionlog import DecisionLog
+vehicle, policy, path, writer = sys.argv[1:5]
+log = DecisionLog(path, writer=writer)
+engine = Engine.load(vehicle, policy, decision_log=log)
+request = {"kind": "notification", "category": "message", "modality": "visual", "content": "text",
+           "priority": "normal", "text_length": 80}
+print("started", flush=True)
+while True:
+    engine.decide(request)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writer", ["mmap", "write"])
+def test_kill_9_loops_on_a_filling_disk_never_stop_the_engine_or_merge_records(small_disk: Path, writer: str) -> None:
+    log = small_disk / "decisions.jsonl"
+    (small_disk / "filler").write_bytes(b"x" * (1536 * 1024))  # ~0.5 MiB left: full within the loop
+    kills = 0
+    for round_ in range(12):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FOREVER, str(DEMO_VEHICLE), str(DEFAULT_POLICY), str(log), writer],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n", proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.1 + 0.15 * (round_ % 4))  # deciding for a while, the disk filling
+        proc.kill()
+        assert proc.wait() == -9  # killed by us, never by SIGBUS (-7) or an exception
+        kills += 1
+    lines = read_lines(log)
+    bad = [line for line in lines if not line.endswith("}")]
+    assert len(bad) <= kills  # at most one record cut per kill, never two merged
+    assert all(json.loads(line)["outcome"] for line in lines if line.endswith("}"))
+    assert len(lines) - len(bad) > 0
