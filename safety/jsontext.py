@@ -35,7 +35,7 @@ def _integer(text: str) -> int:
     return int(text)
 
 
-def loads_strict(text: str | bytes) -> Any:
+def loads_strict(text: str | bytes | bytearray) -> Any:
     """``json.loads`` that rejects duplicate keys and integers over :data:`MAX_INT_DIGITS` digits.
 
     Raises ``json.JSONDecodeError`` for a syntax error and a plain ``ValueError`` for the rest.
@@ -51,7 +51,7 @@ def _key_count(value: Any) -> int:
     return 0
 
 
-def may_hide_duplicates(line: bytes, parsed: Any) -> bool:
+def may_hide_duplicates(line: bytes | bytearray, parsed: Any) -> bool:
     """Whether ``line``, which a fast parser read as ``parsed``, could have held a duplicate key.
 
     False is a proof: without a backslash no string can contain a quote, so every ``":`` in the

@@ -74,7 +74,9 @@ def parse_message(line: bytes | bytearray | memoryview | str) -> dict[str, Any]:
         message = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise ServiceError(f"not JSON: {exc}", code="bad-json") from None
-    raw = line.encode() if isinstance(line, str) else bytes(line)
+    # bytes and bytearray are checked as they are (no copy on the hot path); str and memoryview
+    # are turned into bytes.
+    raw = line.encode() if isinstance(line, str) else line if isinstance(line, bytes | bytearray) else bytes(line)
     if may_hide_duplicates(raw, message):
         try:
             loads_strict(raw)

@@ -16,18 +16,21 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT
-from test_service import Server, kill_leftovers, short_dir
+from test_service import (
+    Server,
+)
+from test_service import sockdir as shared_sockdir
 
 from safety import Engine
 from safety.client.client import Client
 from safety.errors import DriveGateError
 from safety.policy import compile_policy, parse_policy_text
 
+sockdir = shared_sockdir  # the service modules' shared fixture, by the name the tests ask for
 pytestmark = pytest.mark.slow
 
 
@@ -45,14 +48,6 @@ def versions(directory: Path, n: int) -> list[str]:
 
 def policy_hash(directory: Path, text: str) -> str:
     return compile_policy(parse_policy_text(str(directory / "policy.yaml"), text)).hash
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    directory = short_dir()
-    yield directory
-    kill_leftovers()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def activations(server: Server) -> list[str]:

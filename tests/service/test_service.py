@@ -55,6 +55,16 @@ def short_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="dg-"))
 
 
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    """A short directory for sockets; no server is left behind when the test ends (shared by the
+    service test modules, which import it)."""
+    directory = short_dir()
+    yield directory
+    kill_leftovers()  # a failed test leaves no server behind
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 RUNNING: list[Server] = []  # every server started, so a failed test leaves none behind
 
 

@@ -14,25 +14,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from test_service import READ_ALOUD, Server, kill_leftovers, raw_connect, read_line, short_dir
+from test_service import (
+    READ_ALOUD,
+    Server,
+    raw_connect,
+    read_line,
+)
+from test_service import sockdir as shared_sockdir
 
 from safety.client.client import Client
 
+sockdir = shared_sockdir  # the service modules' shared fixture, by the name the tests ask for
 pytestmark = pytest.mark.slow
 FALLBACK = ("client-fallback",)
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    directory = short_dir()
-    yield directory
-    kill_leftovers()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_the_listen_backlog_is_the_one_asked_for(sockdir: Path) -> None:

@@ -16,12 +16,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import DEFAULT_POLICY, ROOT
-from test_service import VIDEO, Server, kill_leftovers, raw_connect, read_line, short_dir
+from test_service import (
+    VIDEO,
+    Server,
+    raw_connect,
+    read_line,
+)
+from test_service import sockdir as shared_sockdir
 
 from safety.client.client import Client, Fallback
 from safety.errors import ServiceError
@@ -30,17 +35,10 @@ from safety.policy import load_policy
 from safety.policy.signing import generate_key, load_private_key, sign_policy
 
 # Real server, player or benchmark processes: the slow part of the suite (CI runs it all).
+sockdir = shared_sockdir  # the service modules' shared fixture, by the name the tests ask for
 pytestmark = pytest.mark.slow
 
 FALLBACK = ("client-fallback",)
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    directory = short_dir()
-    yield directory
-    kill_leftovers()  # a failed test leaves no server behind
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
