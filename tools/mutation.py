@@ -3,6 +3,7 @@
 
     pip install -e '.[mutation]'
     python tools/mutation.py                     # every mutant of the modules in [tool.mutmut]
+                                                 # (resumes: results of unchanged functions stand)
     python tools/mutation.py --sample 40         # a seeded sample across them
     python tools/mutation.py --module safety/vehicle/e2e.py   # one module
     python tools/mutation.py --report            # the report of the last run (mutants/), no run
@@ -50,6 +51,10 @@ def configured_modules() -> list[str]:
 def mutmut(*args: str) -> int:
     """Run mutmut in the project root (it works in ./mutants); its exit code."""
     return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=ROOT, check=False).returncode
+
+
+def children_args(children: int | None) -> list[str]:
+    return ["--max-children", str(children)] if children else []
 
 
 def _module_name(path: str) -> str:
@@ -223,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="only report the last run")
     parser.add_argument("--floor", type=float, default=0.90, help="the score below which to exit 1 (default 0.90)")
     parser.add_argument("--strict", action="store_true", help="exit 1 for any survivor not in the reviewed list")
+    parser.add_argument("--children", type=int, help="mutants tested at once (default: one per core)")
     args = parser.parse_args(argv)
     modules = args.module or configured_modules()
     patterns = [_module_name(m) + ".*" for m in modules]
@@ -233,9 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             mutmut("run", "__generate_only__")
             every = sorted(n for codes in load_results(modules).values() for n in codes)
             names = set(random.Random(args.seed).sample(every, min(args.sample, len(every))))
-            mutmut("run", *sorted(names))
+            mutmut("run", *children_args(args.children), *sorted(names))
+        elif args.module:
+            mutmut("run", *children_args(args.children), *patterns)
         else:
-            mutmut("run", *patterns)
+            # No names: mutmut keeps every result it has for an unchanged function, so an
+            # interrupted full run (hours here) resumes where it stopped.
+            mutmut("run", *children_args(args.children))
     scores, stale = report(modules, names)
     print_report(scores, stale)
     counted = sum(s.checked - s.equivalent for s in scores)

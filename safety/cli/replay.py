@@ -17,6 +17,7 @@ from safety.cli.common import (
     policy_arg,
 )
 from safety.engine.engine import Engine
+from safety.replay.columnar import replay_columnar
 from safety.replay.timeline import (
     BUILTIN_PROBES,
     load_probes,
@@ -65,6 +66,13 @@ def register(sub: Any) -> None:
         help="play the log onto a python-can virtual bus and listen on it, as in the car",
     )
     parser.add_argument(
+        "--engine",
+        choices=("columnar", "streaming"),
+        help="columnar (the default for a file): the log read as columns, only frames that can change "
+        "a decision decided; streaming: every frame through the engine in turn (the default with "
+        "--virtual).  Both write the same timeline.",
+    )
+    parser.add_argument(
         "--speed",
         type=float,
         default=1.0,
@@ -81,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if args.sample_every is not None and args.sample_every <= 0:
         print("drivegate replay: --sample-every must be > 0", file=sys.stderr)
         return EXIT_UNUSABLE
+    if args.virtual and args.engine == "columnar":
+        print("drivegate replay: --virtual plays frames onto a bus one by one: use --engine streaming", file=sys.stderr)
+        return EXIT_UNUSABLE
     engine = Engine.load(args.vehicle, args.policy)
     for warning in engine.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -89,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
     with output(args.out) as out:
         if args.virtual:
             summary = replay_virtual(engine, args.log, probes, out, args.sample_every, args.speed, reasons=args.reasons)
-        else:
+        elif args.engine == "streaming":
             summary = replay_file(engine, args.log, probes, out, args.sample_every, reasons=args.reasons)
+        else:
+            summary = replay_columnar(engine, args.log, probes, out, args.sample_every, reasons=args.reasons)
     print(summary.format(), file=sys.stderr)
     if summary.frames_read == 0:
         print(f"{args.log}: no frames read", file=sys.stderr)

@@ -68,6 +68,50 @@ def iter_candump(lines: Iterable[str], *, filename: str = "", on_error: ErrorHan
 
 
 def candump_file(path: str | Path, gz: bool, file: str, report: ErrorHandler) -> Iterator[Frame]:
+    for block, lineno in candump_blocks(path, gz, file, report):
+        frames = _candump_block_fast(block)
+        if frames is not None:
+            yield from frames
+        else:
+            yield from _candump_lines(block_lines(block), lineno, file, report)
+
+
+def candump_blocks(
+    path: str | Path, gz: bool, file: str, report: ErrorHandler, *, join_chars: int = 0
+) -> Iterator[tuple[str, int]]:
+    """Blocks of whole lines of a candump file, each with the number of lines before it.
+
+    Every reading problem (a truncated or corrupt .gz, a line too long, a run of blank lines)
+    is reported here, at its line, so every reader of blocks (the frame reader, the columnar
+    one) stops at the same place with the same errors.  Blank blocks are not yielded.  With
+    ``join_chars``, consecutive blocks are joined up to about that size (the file is still
+    read, and checked, in the same steps; an error may then be reported before the frames of
+    the blocks read just before it are yielded, which loses none of them unless ``report``
+    raises).
+    """
+    if join_chars <= 0:
+        yield from _candump_read_blocks(path, gz, file, report)
+        return
+    pending: list[str] = []
+    size = 0
+    first = next_line = 0
+    for block, lineno in _candump_read_blocks(path, gz, file, report):
+        if pending and lineno != next_line:  # blank lines between: a block of its own
+            yield "".join(pending), first
+            pending, size = [], 0
+        if not pending:
+            first = lineno
+        pending.append(block)
+        size += len(block)
+        next_line = lineno + block.count("\n")
+        if size >= join_chars:
+            yield "".join(pending), first
+            pending, size = [], 0
+    if pending:
+        yield "".join(pending), first
+
+
+def _candump_read_blocks(path: str | Path, gz: bool, file: str, report: ErrorHandler) -> Iterator[tuple[str, int]]:
     lineno = 0  # lines already parsed
     blank_run = 0  # blank lines in a row, across blocks
     rest = ""  # an incomplete last line, waiting for the next block
@@ -102,24 +146,24 @@ def candump_file(path: str | Path, gz: bool, file: str, report: ErrorHandler) ->
                 block, rest = rest + "\n", ""  # the last line had no line end
             else:
                 return
+            lines = block.count("\n")
             if not block.strip():
-                blank = block.count("\n")
-                blank_run += blank
-                lineno += blank
+                blank_run += lines
+                lineno += lines
                 if blank_run >= MAX_BLANK_LINES:
                     report(blank_run_error(file, lineno))
                     return
                 continue
             blank_run = 0
-            frames = _candump_block_fast(block)
-            if frames is not None:
-                yield from frames
-                lineno += len(frames)
-            else:
-                lines = block.split("\n")
-                lines.pop()  # what follows the block's final "\n" is empty
-                yield from _candump_lines(lines, lineno, file, report)
-                lineno += len(lines)
+            yield block, lineno
+            lineno += lines
+
+
+def block_lines(block: str) -> list[str]:
+    """The lines of a block of whole lines (each ending in "\\n"), without their line ends."""
+    lines = block.split("\n")
+    lines.pop()  # what follows the block's final "\n" is empty
+    return lines
 
 
 def _candump_lines(lines: list[str], lineno: int, file: str, report: ErrorHandler) -> Iterator[Frame]:

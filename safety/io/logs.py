@@ -81,7 +81,7 @@ def log_format(path: str | Path) -> str:
     a missing file or a foreign header raises too.  An unknown suffix raises
     :class:`LogFormatError` listing the supported ones.
     """
-    fmt = _format_from_suffix(path)
+    fmt = format_from_suffix(path)
     if fmt == "csv":
         file = str(path)
         gz = check_file(path)
@@ -99,7 +99,7 @@ def read_log(path: str | Path, *, on_error: ErrorHandler | None = None) -> Itera
     file), that is reported the same way and iteration ends; frames already yielded stay valid.
     """
     file = str(path)
-    fmt = _format_from_suffix(path)
+    fmt = format_from_suffix(path)
     gz = check_file(path)
     report = reporter(on_error)
     if fmt == "candump":
@@ -112,7 +112,8 @@ def read_log(path: str | Path, *, on_error: ErrorHandler | None = None) -> Itera
     return python_can_frames(path, gz, file, fmt, report)
 
 
-def _format_from_suffix(path: str | Path) -> str:
+def format_from_suffix(path: str | Path) -> str:
+    """The log format the name of ``path`` says (``.gz`` removed); a CSV is ``csv`` whatever its dialect."""
     name = PurePath(path).name.lower()
     if name.endswith(".gz"):
         name = name[:-3]

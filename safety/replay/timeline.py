@@ -214,6 +214,16 @@ class ReplaySummary:
         return "\n".join(out)
 
 
+def next_sample_after(next_sample: float, t: float, every: float) -> float:
+    """The first time of the sampling grid (``next_sample`` + k * ``every``, by repeated
+    addition) after ``t``.  Where ``every`` is below the resolution of the times (adding it
+    changes nothing) the grid moves to the next representable time instead of never moving."""
+    while next_sample <= t:
+        following = next_sample + every
+        next_sample = following if following > next_sample else math.nextafter(next_sample, math.inf)
+    return next_sample
+
+
 def _rounded(value: Any) -> Any:
     return round(value, 4) if isinstance(value, float) else value
 
@@ -255,11 +265,18 @@ class Timeline:
         self.summary = ReplaySummary()
         self.channel = profile_channel(engine)
 
-    def run(self, frames: Iterable[Frame]) -> ReplaySummary:
+    def run(self, frames: Iterable[Frame], admit: Callable[[float], float | None] | None = None) -> ReplaySummary:
+        """Run ``frames`` through the engine, writing the timeline; the summary.
+
+        ``admit`` gives the stream's time after each frame that is not skipped (default: the
+        engine's stream clock); the columnar replay passes the times it computed for the
+        whole log, which can differ from the clock's over only the frames it hands over.
+        """
         engine, summary = self.engine, self.summary
         state = engine._state  # the replay owns the engine: no other thread, no lock needed
         handlers = engine._decoder.handlers
-        admit = engine._decoder.clock.admit
+        if admit is None:
+            admit = engine._decoder.clock.admit
         resolve = engine._decoder.resolve  # J1939: a 29-bit id matched by PGN, once per id
         decide = engine._pipeline.decide
         probes = self.probes
@@ -293,8 +310,7 @@ class Timeline:
             current = (snap.driving_state, snap.workload, new_outcomes)
             sampled = t >= next_sample
             if sampled:
-                while next_sample <= t:
-                    next_sample += sample_every or math.inf
+                next_sample = next_sample_after(next_sample, t, sample_every or math.inf)
             if previous is None or sampled or current != previous:
                 if previous is not None:
                     self._account(driving, outcomes, t - since)

@@ -48,6 +48,13 @@ class StreamClock:
         self._pending: float | None = None
         self._pending_count = 0
 
+    @property
+    def settled(self) -> bool:
+        """Whether the clock has a time and no jump is waiting for confirmation: from here on,
+        its time after each frame is the running maximum of the frame times, as long as each
+        is finite and within ``max_jump`` of it."""
+        return self.time is not None and self._pending is None
+
     def admit(self, t: float) -> float | None:
         """The stream's time after a frame stamped ``t``, or None when ``t`` is refused (and counted)."""
         if t - t != 0.0:  # NaN or infinite

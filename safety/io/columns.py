@@ -1,0 +1,321 @@
+"""CAN logs read as columns: numpy arrays of times, ids and flags, the payload bytes alongside.
+
+The columnar replay (:mod:`safety.replay.columnar`) looks at every frame of a log in a few
+array operations and hands only the frames that can change a decision to the engine, so it
+reads logs as :class:`FrameColumns` batches rather than one :class:`~safety.io.frame.Frame` at a
+time.  A batch holds exactly the frames :func:`~safety.io.logs.read_log` yields for the same
+part of the log, in the same order, and the same errors go to ``on_error``: candump blocks of the
+common shape are parsed here with numpy, every other block line by line by the candump parser,
+and the other formats through their frame readers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from safety.io.candump import _candump_lines, _stamp_template, block_lines, candump_blocks
+from safety.io.files import check_file
+from safety.io.frame import CAN_EFF_MASK, CAN_SFF_MASK, ErrorHandler, Frame, reporter
+from safety.io.logs import format_from_suffix, read_log
+
+# Frames per batch: large enough that numpy's per-call cost vanishes, small enough that a
+# batch's arrays stay a few MB whatever the log's length (memory stays flat).
+BATCH_FRAMES = 1 << 16
+# candump text parsed by numpy at a time: numpy's cost per call (~40 calls a block) vanishes
+# next to ~25,000 lines; the arrays of one block stay a few MB.
+JOIN_CHARS = 1 << 20
+
+F64 = npt.NDArray[np.float64]
+U32 = npt.NDArray[np.uint32]
+BOOL = npt.NDArray[np.bool_]
+I32 = npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class FrameColumns:
+    """A batch of frames as columns.  ``frame(i)`` is the i-th frame exactly as ``read_log`` gives it."""
+
+    stamps: F64
+    ids: U32
+    extended: BOOL
+    special: BOOL  # an error, remote or CAN FD frame: ``frame(i)`` has the details
+    channels: I32  # index into ``channel_names``
+    channel_names: tuple[str | None, ...]
+    _frames: tuple[Frame, ...] | None = None  # a batch read frame by frame keeps its frames
+    _payload: npt.NDArray[np.uint8] | None = None  # (n, 8) data bytes of a candump batch
+    _lengths: npt.NDArray[np.uint8] | None = None
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+    def frame(self, i: int) -> Frame:
+        if self._frames is not None:
+            return self._frames[i]
+        assert self._payload is not None and self._lengths is not None
+        return Frame(
+            float(self.stamps[i]),
+            int(self.ids[i]),
+            bool(self.extended[i]),
+            self._payload[i, : self._lengths[i]].tobytes(),
+            self.channel_names[self.channels[i]],
+        )
+
+    def rows(self, start: int, stop: int) -> FrameColumns:
+        """The frames ``start:stop`` as a batch of their own."""
+        cut = slice(start, stop)
+        return FrameColumns(
+            self.stamps[cut],
+            self.ids[cut],
+            self.extended[cut],
+            self.special[cut],
+            self.channels[cut],
+            self.channel_names,
+            None if self._frames is None else self._frames[cut],
+            None if self._payload is None else self._payload[cut],
+            None if self._lengths is None else self._lengths[cut],
+        )
+
+    def frames(self, rows: Iterable[int]) -> Iterator[Frame]:
+        """The frames of ``rows`` (indices into the batch, ascending)."""
+        if self._frames is not None:
+            frames = self._frames
+            for i in rows:
+                yield frames[i]
+            return
+        assert self._payload is not None and self._lengths is not None
+        payload, lengths, names = self._payload, self._lengths, self.channel_names
+        stamps, ids, extended, channels = self.stamps, self.ids, self.extended, self.channels
+        for i in rows:
+            yield Frame(
+                float(stamps[i]),
+                int(ids[i]),
+                bool(extended[i]),
+                payload[i, : lengths[i]].tobytes(),
+                names[channels[i]],
+            )
+
+
+def columns_of_frames(frames: list[Frame]) -> FrameColumns:
+    """A batch holding ``frames`` (any format's reader)."""
+    stamps, ids, extended, _, channel, error, remote, fd, _, _ = zip(*frames, strict=True)
+    names: dict[str | None, int] = {}
+    codes = [names.setdefault(c, len(names)) for c in channel] if len(set(channel)) > 1 else [0] * len(frames)
+    if len(names) == 0:
+        names[channel[0]] = 0
+    return FrameColumns(
+        stamps=np.array(stamps, dtype=np.float64),
+        ids=np.array(ids, dtype=np.uint32),
+        extended=np.array(extended, dtype=np.bool_),
+        special=np.array(error, dtype=np.bool_) | np.array(remote, dtype=np.bool_) | np.array(fd, dtype=np.bool_),
+        channels=np.array(codes, dtype=np.int32),
+        channel_names=tuple(names),
+        _frames=tuple(frames),
+    )
+
+
+def read_columns(
+    path: str | Path, *, on_error: ErrorHandler | None = None, batch_frames: int = BATCH_FRAMES
+) -> Iterator[FrameColumns]:
+    """The frames of a log (any format ``read_log`` reads) as batches of ``batch_frames`` frames
+    (the last one shorter), in log order.
+
+    Problems with the file as a whole raise here, as ``read_log``'s do; bad lines and frames go
+    to ``on_error`` as they do there.
+    """
+    if batch_frames < 1:
+        raise ValueError(f"batch_frames must be at least 1, not {batch_frames}")
+    report = reporter(on_error)
+    if format_from_suffix(path) == "candump":
+        parts = _candump_columns(path, check_file(path), str(path), report)
+    else:
+        parts = _framed(read_log(path, on_error=report))
+    return _rebatch(parts, batch_frames)
+
+
+def _framed(frames: Iterator[Frame]) -> Iterator[FrameColumns]:
+    batch: list[Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) >= BATCH_FRAMES:
+            yield columns_of_frames(batch)
+            batch = []
+    if batch:
+        yield columns_of_frames(batch)
+
+
+def _candump_columns(path: str | Path, gz: bool, file: str, report: ErrorHandler) -> Iterator[FrameColumns]:
+    for block, lineno in candump_blocks(path, gz, file, report, join_chars=JOIN_CHARS):
+        columns = candump_block_columns(block)
+        if columns is None:
+            frames = list(_candump_lines(block_lines(block), lineno, file, report))
+            if not frames:
+                continue
+            columns = columns_of_frames(frames)
+        yield columns
+
+
+def _rebatch(parts: Iterator[FrameColumns], size: int) -> Iterator[FrameColumns]:
+    """``parts`` joined and cut into batches of ``size`` frames."""
+    pending: list[FrameColumns] = []
+    count = 0
+    for part in parts:
+        pending.append(part)
+        count += len(part)
+        if count < size:
+            continue
+        whole = concat(pending)
+        start = 0
+        while count - start >= size:
+            yield whole.rows(start, start + size)
+            start += size
+        pending = [whole.rows(start, count)] if start < count else []
+        count -= start
+    if count:
+        yield concat(pending)
+
+
+def concat(parts: list[FrameColumns]) -> FrameColumns:
+    """One batch of several, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    names: dict[str | None, int] = {}
+    channels = []
+    for part in parts:
+        remap = np.array([names.setdefault(name, len(names)) for name in part.channel_names], dtype=np.int32)
+        channels.append(remap[part.channels])
+    framed = [p._frames is not None for p in parts]
+    stamps = np.concatenate([p.stamps for p in parts])
+    ids = np.concatenate([p.ids for p in parts])
+    extended = np.concatenate([p.extended for p in parts])
+    special = np.concatenate([p.special for p in parts])
+    if any(framed):
+        frames: list[Frame] = []
+        for part in parts:
+            frames.extend(part._frames if part._frames is not None else part.frames(range(len(part))))
+        return FrameColumns(
+            stamps, ids, extended, special, np.concatenate(channels), tuple(names), _frames=tuple(frames)
+        )
+    payload = np.concatenate([p._payload for p in parts if p._payload is not None])
+    lengths = np.concatenate([p._lengths for p in parts if p._lengths is not None])
+    return FrameColumns(
+        stamps, ids, extended, special, np.concatenate(channels), tuple(names), _payload=payload, _lengths=lengths
+    )
+
+
+@functools.cache
+def _hex_table() -> npt.NDArray[np.uint8]:
+    """Byte -> its hex digit value, 255 for a byte that is not a hex digit."""
+    table = np.full(256, 255, dtype=np.uint8)
+    for i, char in enumerate("0123456789"):
+        table[ord(char)] = i
+    for i, char in enumerate("abcdef"):
+        table[ord(char)] = table[ord(char.upper())] = 10 + i
+    return table
+
+
+_SPACE, _HASH, _OPEN, _NEWLINE = 32, 35, 40, 10
+_DIRECTION_BYTES = np.frombuffer(b"RTrt", dtype=np.uint8)
+
+
+
+def candump_block_columns(block: str) -> FrameColumns | None:
+    """A block of whole candump lines as columns, or None when it is not of the common shape.
+
+    The common shape is what candump writes: ``(ssssssssss.uuuuuu) can0 123#0011223344556677``
+    with an optional `` R``/`` T``, single spaces, a data frame of at most 8 bytes, the same
+    timestamp width and channel name length on every line.  It accepts a subset of what
+    the candump parser accepts and gives the same frames (a property test holds it to that);
+    anything else returns None and the block is parsed line by line.
+    """
+    raw = np.frombuffer(block.encode("ascii"), dtype=np.uint8)
+    ends = np.flatnonzero(raw == _NEWLINE)
+    n = len(ends)
+    if n == 0 or ends[-1] != len(raw) - 1:
+        return None
+    starts = np.empty(n, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    # Below the space only the line ends: no tab, CR or other byte str.split() would split at.
+    if (raw[starts] != _OPEN).any() or np.count_nonzero(raw < _SPACE) != n:
+        return None
+    spaces = np.flatnonzero(raw == _SPACE)
+    # The first space of each line ends the timestamp: every line's must be at the same width.
+    first = np.searchsorted(spaces, starts)
+    if first[-1] >= len(spaces):
+        return None
+    stamp_end = spaces[first]
+    width = int(stamp_end[0] - starts[0])
+    if not 10 <= width <= 19 or (stamp_end - starts != width).any():
+        return None
+    low, span, weights = _stamp_template(width)
+    grid = raw[starts[:, None] + np.arange(width)] - low
+    if (grid > span).any():
+        return None
+    stamps = (grid @ weights) / 1e6
+    # Two spaces (three tokens) or three (a direction flag last) on every line.
+    count = np.searchsorted(spaces, ends) - first
+    has_direction = count == 3
+    if not ((count == 2) | has_direction).all():
+        return None
+    channel_end = spaces[first + 1]
+    channel_width = int(channel_end[0] - stamp_end[0] - 1)
+    if not 1 <= channel_width <= 8 or (channel_end - stamp_end - 1 != channel_width).any():
+        return None
+    data_end = np.where(has_direction, ends - 2, ends)
+    if has_direction.any():
+        if (spaces[np.minimum(first + 2, len(spaces) - 1)][has_direction] != data_end[has_direction]).any():
+            return None
+        if not np.isin(raw[ends[has_direction] - 1], _DIRECTION_BYTES).all():
+            return None
+    id_start = channel_end + 1
+    hexval = _hex_table()
+    short = raw[np.minimum(id_start + 3, len(raw) - 1)] == _HASH
+    long = ~short & (raw[np.minimum(id_start + 8, len(raw) - 1)] == _HASH)
+    if not (short | long).all():
+        return None
+    id_width = np.where(short, 3, 8)
+    id_digits = hexval[raw[np.minimum(id_start[:, None] + np.arange(8), len(raw) - 1)]].astype(np.uint32)
+    id_mask = np.arange(8) < id_width[:, None]
+    if (id_digits[id_mask] > 15).any():
+        return None
+    shifts = (id_width[:, None] - 1 - np.arange(8)) * 4
+    ids = np.where(id_mask, id_digits << np.maximum(shifts, 0).astype(np.uint32), 0).sum(axis=1, dtype=np.uint32)
+    if (ids[short] > CAN_SFF_MASK).any() or (ids[long] > CAN_EFF_MASK).any():
+        return None
+    data_start = id_start + id_width + 1
+    digits = data_end - data_start
+    if (digits < 0).any() or (digits > 16).any() or (digits % 2).any():
+        return None
+    columns = np.arange(16)
+    data_mask = columns < digits[:, None]
+    nibbles = hexval[raw[np.minimum(data_start[:, None] + columns, len(raw) - 1)]]
+    if (nibbles[data_mask] > 15).any():
+        return None
+    nibbles = np.where(data_mask, nibbles, 0)
+    payload = ((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).astype(np.uint8)
+    # The channel name (at most 8 bytes) as one number: a log usually has one or two.
+    name_bytes = raw[(stamp_end + 1)[:, None] + np.arange(channel_width)]
+    codes = name_bytes.astype(np.uint64) @ (np.uint64(256) ** np.arange(channel_width, dtype=np.uint64))
+    if (codes == codes[0]).all():
+        channels: I32 = np.zeros(n, dtype=np.int32)
+        names = [name_bytes[0]]
+    else:
+        unique, inverse = np.unique(codes, return_inverse=True)
+        channels = inverse.reshape(-1).astype(np.int32)
+        names = [name_bytes[np.argmax(codes == code)] for code in unique]
+    return FrameColumns(
+        stamps=stamps,
+        ids=ids,
+        extended=long,
+        special=np.zeros(n, dtype=np.bool_),
+        channels=channels,
+        channel_names=tuple(bytes(row).decode("ascii") for row in names),
+        _payload=payload,
+        _lengths=(digits // 2).astype(np.uint8),
+    )
