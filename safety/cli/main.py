@@ -31,6 +31,7 @@ from safety.cli import (
     sign,
     test,
     verify,
+    whatif,
 )
 from safety.cli.common import (
     EXIT_BROKEN_PIPE,
@@ -46,6 +47,7 @@ from safety.errors import DriveGateError
 # which adds its parser with set_defaults(run=function(args) -> exit code).
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     replay,
+    whatif,
     demo,
     gen_drive,
     inject,

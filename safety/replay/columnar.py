@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -51,13 +51,15 @@ def replay_columnar(
     *,
     reasons: bool = False,
     batch_frames: int = BATCH_FRAMES,
+    on_line: Callable[[dict[str, Any]], None] | None = None,
 ) -> ReplaySummary:
     """Replay a log file with the columnar engine: the same timeline and summary as ``replay_file``.
 
     ``batch_frames`` frames are looked at at a time (memory stays flat in the log's length);
-    where the batches are cut changes nothing in the output.
+    where the batches are cut changes nothing in the output.  ``on_line`` gets every timeline
+    line as a dict (as ``Timeline`` gives them).
     """
-    timeline = Timeline(engine, probes, out, sample_every, reasons=reasons)
+    timeline = Timeline(engine, probes, out, sample_every, on_line=on_line, reasons=reasons)
     selector = FrameSelector(engine, timeline.channel, timeline.sample_every)
     batches = read_columns(log, on_error=timeline.summary.log_errors.append, batch_frames=batch_frames)
     timeline.run(selector.frames(batches), admit=selector.admit)
