@@ -18,6 +18,7 @@ from safety import __version__
 from safety.cli import (
     demo,
     explain,
+    fleet,
     gen_drive,
     inject,
     keygen,
@@ -48,6 +49,7 @@ from safety.errors import DriveGateError
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     replay,
     whatif,
+    fleet,
     demo,
     gen_drive,
     inject,

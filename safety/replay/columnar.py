@@ -52,14 +52,16 @@ def replay_columnar(
     reasons: bool = False,
     batch_frames: int = BATCH_FRAMES,
     on_line: Callable[[dict[str, Any]], None] | None = None,
+    rules: bool = False,
 ) -> ReplaySummary:
     """Replay a log file with the columnar engine: the same timeline and summary as ``replay_file``.
 
     ``batch_frames`` frames are looked at at a time (memory stays flat in the log's length);
     where the batches are cut changes nothing in the output.  ``on_line`` gets every timeline
-    line as a dict (as ``Timeline`` gives them).
+    line as a dict (as ``Timeline`` gives them); with ``rules`` each line also names the rules
+    that decided each probe, and a change of them is a line of its own.
     """
-    timeline = Timeline(engine, probes, out, sample_every, on_line=on_line, reasons=reasons)
+    timeline = Timeline(engine, probes, out, sample_every, on_line=on_line, reasons=reasons, rules=rules)
     selector = FrameSelector(engine, timeline.channel, timeline.sample_every)
     batches = read_columns(log, on_error=timeline.summary.log_errors.append, batch_frames=batch_frames)
     timeline.run(selector.frames(batches), admit=selector.admit)

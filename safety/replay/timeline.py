@@ -255,9 +255,14 @@ class Timeline:
         sample_every: float | None = None,
         on_line: Callable[[dict[str, Any]], None] | None = None,
         reasons: bool = False,
+        rules: bool = False,
     ) -> None:
         self.on_line = on_line
         self.reasons = reasons
+        # With rules, each line also says which rules decided each probe, and a change of the
+        # deciding rules is a change (a new line) even when the outcome stays: fleet replays
+        # keep one row per (outcome, rules) interval.
+        self.rules = rules
         self.engine = engine
         self.probes = [dict(p) for p in probes]
         self.out = out
@@ -280,6 +285,7 @@ class Timeline:
         resolve = engine._decoder.resolve  # J1939: a 29-bit id matched by PGN, once per id
         decide = engine._pipeline.decide
         probes = self.probes
+        with_rules = self.rules
         channel = self.channel
         sample_every = self.sample_every
         sample_gap = sample_every or 0.0
@@ -306,8 +312,15 @@ class Timeline:
             if previous is not None:
                 self._account_unknown(unknown, t - unknown_since)
             unknown, unknown_since = snap.unknown, t
-            new_outcomes = {p["id"]: decide(snap.values, p, t).decision.outcome.value for p in probes}
-            current = (snap.driving_state, snap.workload, new_outcomes)
+            deciding: dict[str, tuple[str, ...]] | None = None
+            if with_rules:
+                decisions = {p["id"]: decide(snap.values, p, t).decision for p in probes}
+                new_outcomes = {k: d.outcome.value for k, d in decisions.items()}
+                deciding = {k: d.rules for k, d in decisions.items()}
+                current: tuple[Any, ...] = (snap.driving_state, snap.workload, new_outcomes, deciding)
+            else:
+                new_outcomes = {p["id"]: decide(snap.values, p, t).decision.outcome.value for p in probes}
+                current = (snap.driving_state, snap.workload, new_outcomes)
             sampled = t >= next_sample
             if sampled:
                 next_sample = next_sample_after(next_sample, t, sample_every or math.inf)
@@ -320,7 +333,7 @@ class Timeline:
                         counts = summary.outcome_counts.setdefault(probe_id, {})
                         counts[outcome] = counts.get(outcome, 0) + 1
                 driving, outcomes, previous = snap.driving_state, new_outcomes, current
-                self._emit(t, snap.values, snap.driving_state, snap.workload, new_outcomes, snap.unknown)
+                self._emit(t, snap.values, snap.driving_state, snap.workload, new_outcomes, snap.unknown, deciding)
 
         for frame in frames:
             read += 1
@@ -408,6 +421,7 @@ class Timeline:
         workload: str,
         outcomes: dict[str, str],
         unknown: Mapping[str, str],
+        deciding: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.summary.lines += 1
         if self.out is None and self.on_line is None:
@@ -424,6 +438,8 @@ class Timeline:
         if self.reasons:
             # Why each unknown signal (and derived state) is unknown; unmapped ones are in the summary.
             line["unknown"] = {k: v for k, v in unknown.items() if v != NOT_MAPPED}
+        if deciding is not None:
+            line["rules"] = {k: list(v) for k, v in deciding.items()}
         if self.on_line is not None:
             self.on_line(line)
         if self.out is not None:

@@ -1,0 +1,277 @@
+"""A fleet's recorded drives replayed on Dask: one task per log, results as Parquet, resumable.
+
+Each log is one task (:func:`replay_log`, run on a worker process): the columnar replay under
+the policy (and, with ``compare``, under the other policy too), turned into decision intervals
+(:func:`safety.fleet.intervals.decision_rows`).  The driver writes each log's rows to
+``DIR/parts/<key>.parquet`` with its figures beside it (``<key>.json``); the key hashes the
+log (path, size, modification time), the policy, the other policy, the vehicle profile and its
+DBC, the probes and the DriveGate version, so a run started again skips every log already done
+for the same inputs.  A log that cannot be read or decoded is reported with its error
+(``DIR/errors.jsonl``) and does not stop the others; it is tried again next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safety.engine.engine import Engine
+from safety.errors import DriveGateError
+from safety.fleet.intervals import decision_rows
+from safety.model.decision import Outcome
+from safety.replay.columnar import replay_columnar
+from safety.vehicle.profile import load_profile
+
+ROW_FIELDS = ("log", "probe", "start", "end", "outcome", "rules", "other_outcome")
+
+
+@dataclass(frozen=True)
+class FleetJob:
+    """One log to replay, with everything a worker needs (plain, picklable values)."""
+
+    log: str
+    vehicle: str
+    policy: str
+    compare: str | None
+    probes: tuple[Mapping[str, Any], ...]
+    key: str
+
+
+@dataclass
+class LogResult:
+    """What a worker sends back for one log."""
+
+    log: str
+    key: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    frames_read: int = 0
+    frames_decoded: int = 0
+    seconds: float = 0.0  # log time
+    outcome_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    # With compare: per probe, seconds the policy decides less (looser) or more (stricter)
+    # restrictively than the other policy.
+    looser_seconds: dict[str, float] = field(default_factory=dict)
+    stricter_seconds: dict[str, float] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["rows"]
+        return data
+
+
+def replay_log(job: FleetJob) -> LogResult:
+    """Replay one log (on a worker): its decision rows and figures, or the error that stopped it."""
+    result = LogResult(job.log, job.key)
+    try:
+        lines: list[dict[str, Any]] = []
+        summary = replay_columnar(Engine.load(job.vehicle, job.policy), job.log, job.probes, None, on_line=lines.append, rules=True)
+        other: list[dict[str, Any]] | None = None
+        if job.compare is not None:
+            other = []
+            replay_columnar(Engine.load(job.vehicle, job.compare), job.log, job.probes, None, on_line=other.append)
+    except DriveGateError as exc:
+        result.error = str(exc)
+        return result
+    except Exception as exc:  # a worker reports every failure; the run goes on with the other logs
+        result.error = f"{type(exc).__name__}: {exc}"
+        return result
+    if summary.frames_read == 0:
+        first = f": {summary.log_errors[0]}" if summary.log_errors else ""
+        result.error = f"{job.log}: no frames read{first}"
+        return result
+    end = summary.last_time if summary.last_time is not None else 0.0
+    result.rows = decision_rows(job.log, lines, end, other)
+    result.frames_read, result.frames_decoded = summary.frames_read, summary.frames_decoded
+    result.seconds = end - (summary.first_time or end)
+    result.outcome_seconds = summary.outcome_seconds
+    for row in result.rows:
+        other_outcome = row["other_outcome"]
+        if other_outcome is None or other_outcome == row["outcome"]:
+            continue
+        span = row["end"] - row["start"]
+        looser = Outcome(row["outcome"]).rank < Outcome(other_outcome).rank
+        per = result.looser_seconds if looser else result.stricter_seconds
+        per[row["probe"]] = per.get(row["probe"], 0.0) + span
+    return result
+
+
+# ---------------------------------------------------------------------- the driver
+def _file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def job_keys(
+    logs: Sequence[str], vehicle: str, policy: str, compare: str | None, probes: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The resume key of each log: a hash of the log's identity and of every input of its replay."""
+    from safety import __version__
+
+    profile = load_profile(vehicle)
+    inputs = json.dumps(
+        [
+            _file_digest(policy),
+            _file_digest(compare) if compare is not None else None,
+            _file_digest(vehicle),
+            _file_digest(profile.dbc_file),
+            list(probes),
+            __version__,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    keys = []
+    for log in logs:
+        stat = os.stat(log) if os.path.exists(log) else None
+        identity = [os.path.abspath(log), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
+        keys.append(hashlib.sha256(json.dumps([identity, inputs]).encode()).hexdigest()[:32])
+    return keys
+
+
+def read_manifest(path: str | Path) -> list[str]:
+    """The logs a manifest lists: one path per line (relative to the manifest), ``#`` comments."""
+    base = Path(path).parent
+    logs = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        text = line.split("#", 1)[0].strip()
+        if text:
+            logs.append(str(base / text) if not os.path.isabs(text) else text)
+    return logs
+
+
+@dataclass
+class FleetSummary:
+    """A fleet run: what was done, skipped and failed, and the figures of every log done."""
+
+    logs: int = 0
+    replayed: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (log, error)
+    figures: list[dict[str, Any]] = field(default_factory=list)  # of every log done (this run or before)
+    compare: bool = False
+
+    def totals(self) -> dict[str, Any]:
+        frames = sum(f["frames_read"] for f in self.figures)
+        seconds = sum(f["seconds"] for f in self.figures)
+        outcomes: dict[str, dict[str, float]] = {}
+        looser: dict[str, float] = {}
+        stricter: dict[str, float] = {}
+        for f in self.figures:
+            for probe, per in f["outcome_seconds"].items():
+                mine = outcomes.setdefault(probe, {})
+                for outcome, s in per.items():
+                    mine[outcome] = mine.get(outcome, 0.0) + s
+            for source, target in ((f["looser_seconds"], looser), (f["stricter_seconds"], stricter)):
+                for probe, s in source.items():
+                    target[probe] = target.get(probe, 0.0) + s
+        return {
+            "logs": self.logs,
+            "replayed": self.replayed,
+            "skipped": self.skipped,
+            "failed": len(self.failed),
+            "frames": frames,
+            "log_seconds": seconds,
+            "outcome_seconds": outcomes,
+            "looser_seconds": looser if self.compare else None,
+            "stricter_seconds": stricter if self.compare else None,
+        }
+
+    def format(self) -> str:
+        t = self.totals()
+        out = [
+            f"fleet: {t['logs']} log(s): {t['replayed']} replayed, {t['skipped']} skipped (done before), "
+            f"{t['failed']} failed; {t['frames']:,} frames, {t['log_seconds'] / 3600:.3f} h of log time"
+        ]
+        outcomes = [o.value for o in Outcome]
+        header = f"{'probe':16s}" + "".join(f"{o:>10s}" for o in outcomes) + "   (hours)"
+        if self.compare:
+            header += f"{'looser':>10s}{'stricter':>10s}  (hours vs --compare)"
+        out.append(header)
+        for probe, per in t["outcome_seconds"].items():
+            row = f"{probe:16s}" + "".join(f"{per.get(o, 0.0) / 3600:10.3f}" for o in outcomes)
+            if self.compare:
+                row += f"{'':10s}{t['looser_seconds'].get(probe, 0.0) / 3600:10.3f}{t['stricter_seconds'].get(probe, 0.0) / 3600:10.3f}"
+            out.append(row)
+        for log, error in self.failed[:10]:
+            out.append(f"failed: {log}: {error}")
+        if len(self.failed) > 10:
+            out.append(f"... and {len(self.failed) - 10} more failures (errors.jsonl)")
+        return "\n".join(out)
+
+
+def _write_part(parts: Path, result: LogResult) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("log", pa.string()),
+            ("probe", pa.string()),
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("outcome", pa.string()),
+            ("rules", pa.list_(pa.string())),
+            ("other_outcome", pa.string()),
+        ]
+    )
+    table = pa.Table.from_pylist(result.rows, schema=schema)
+    figures = parts.parent / "figures" / f"{result.key}.json"
+    figures.parent.mkdir(exist_ok=True)
+    figures.write_text(json.dumps(result.figures()), encoding="utf-8")
+    partial = parts / f".{result.key}.parquet.partial"
+    pq.write_table(table, partial)
+    os.replace(partial, parts / f"{result.key}.parquet")  # the part exists only once whole: done
+
+
+def run_fleet(
+    jobs: Sequence[FleetJob],
+    out: Path,
+    submit: Callable[[Sequence[FleetJob]], Iterable[LogResult]],
+    *,
+    compare: bool = False,
+    on_result: Callable[[LogResult], None] | None = None,
+) -> FleetSummary:
+    """Run the jobs not done yet through ``submit`` (which yields results as they finish), write
+    each result, and summarise every log done.  ``DIR/parts/*.parquet`` together are the rows."""
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    summary = FleetSummary(logs=len(jobs), compare=compare)
+    todo = [job for job in jobs if not (parts / f"{job.key}.parquet").exists()]
+    summary.skipped = len(jobs) - len(todo)
+    for result in submit(todo):
+        if result.error is not None:
+            summary.failed.append((result.log, result.error))
+        else:
+            _write_part(parts, result)
+            summary.replayed += 1
+        if on_result is not None:
+            on_result(result)
+    for job in jobs:
+        figures = out / "figures" / f"{job.key}.json"
+        if (parts / f"{job.key}.parquet").exists() and figures.exists():
+            summary.figures.append(json.loads(figures.read_text(encoding="utf-8")))
+    with (out / "errors.jsonl").open("w", encoding="utf-8") as f:
+        for log, error in summary.failed:
+            f.write(json.dumps({"log": log, "error": error}) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary.totals(), indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def dask_submit(client: Any) -> Callable[[Sequence[FleetJob]], Iterable[LogResult]]:
+    """``submit`` for :func:`run_fleet` on a ``distributed.Client``: one task per log, results as they finish."""
+    from distributed import as_completed
+
+    def submit(jobs: Sequence[FleetJob]) -> Iterable[LogResult]:
+        if not jobs:
+            return
+        futures = client.map(replay_log, list(jobs), pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+            future.release()
+
+    return submit

@@ -1,0 +1,161 @@
+"""drivegate fleet on a real Dask LocalCluster (two worker processes): every row as a single-process replay gives it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, shared
+
+from safety import Engine
+from safety.fleet.intervals import decision_rows
+from safety.io.logs import read_log
+from safety.replay.timeline import BUILTIN_PROBES, Timeline
+
+distributed = pytest.importorskip("distributed", reason="the fleet extra is not installed")
+pq = pytest.importorskip("pyarrow.parquet", reason="the fleet extra is not installed")
+
+from safety.fleet.run import FleetJob, dask_submit, job_keys, run_fleet  # noqa: E402
+
+SPEED_BANDS = ROOT / "policies" / "speed-bands.yaml"
+RAV4_TSS2 = ROOT / "tests" / "profiles" / "rav4_tss2.yaml"
+
+pytestmark = pytest.mark.slow  # worker processes
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with distributed.Client(cluster) as c:
+        assert len(c.scheduler_info()["workers"]) == 2
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def drives(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    directory = tmp_path_factory.mktemp("drives")
+    logs = []
+    for seed in (1, 2, 3):
+        path = directory / f"drive-{seed}.log"
+        command = [sys.executable, str(ROOT / "tools" / "gen_drive.py"), "--out", str(path), "--seed", str(seed), "--quiet"]
+        subprocess.run(command, check=True)
+        logs.append(str(path))
+    return logs
+
+
+def single_process_rows(log: str, vehicle: Path, policy: Path, compare: Path | None) -> list[dict[str, Any]]:
+    """The rows of one log from the streaming replay in this process (no columns, no Dask)."""
+    lines: list[dict[str, Any]] = []
+    timeline = Timeline(Engine.load(vehicle, policy), BUILTIN_PROBES, None, on_line=lines.append, rules=True)
+    summary = timeline.run(read_log(log, on_error=lambda _e: None))
+    other = None
+    if compare is not None:
+        other = []
+        Timeline(Engine.load(vehicle, compare), BUILTIN_PROBES, None, on_line=other.append).run(read_log(log, on_error=lambda _e: None))
+    assert summary.last_time is not None
+    return decision_rows(log, lines, summary.last_time, other)
+
+
+def jobs_for(logs: list[str], vehicle: Path, policy: Path, compare: Path | None) -> list[FleetJob]:
+    probes = [dict(p) for p in BUILTIN_PROBES]
+    keys = job_keys(logs, str(vehicle), str(policy), None if compare is None else str(compare), probes)
+    return [FleetJob(log, str(vehicle), str(policy), None if compare is None else str(compare), tuple(probes), key) for log, key in zip(logs, keys, strict=True)]
+
+
+def parquet_rows(out: Path) -> list[dict[str, Any]]:
+    return sorted(pq.read_table(out / "parts").to_pylist(), key=lambda r: (r["log"], r["probe"], r["start"]))
+
+
+def test_every_row_is_the_single_process_replay_and_a_second_run_skips(client: Any, drives: list[str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_text("garbage\n")
+    logs = [*drives, str(empty), str(tmp_path / "missing.log")]
+    jobs = jobs_for(logs, DEMO_VEHICLE, SPEED_BANDS, DEFAULT_POLICY)
+    out = tmp_path / "out"
+    summary = run_fleet(jobs, out, dask_submit(client), compare=True)
+    assert (summary.replayed, summary.skipped) == (3, 0)
+    assert sorted(log for log, _ in summary.failed) == sorted([str(empty), str(tmp_path / "missing.log")])
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert {e["log"] for e in errors} == {str(empty), str(tmp_path / "missing.log")}
+    by_log = {e["log"]: e["error"] for e in errors}
+    assert by_log[str(empty)] == (
+        f"{empty}: no frames read: {empty}:1: log-format: malformed candump line: found 'garbage', "
+        "expected '(timestamp) interface id#data' and an optional R or T"
+    )
+    assert by_log[str(tmp_path / "missing.log")].endswith("missing.log: log-format: no such file")
+
+    expected = sorted(
+        (row for log in drives for row in single_process_rows(log, DEMO_VEHICLE, SPEED_BANDS, DEFAULT_POLICY)),
+        key=lambda r: (r["log"], r["probe"], r["start"]),
+    )
+    got = parquet_rows(out)
+    assert got == expected
+    assert {r["log"] for r in got} == set(drives)
+    assert any(r["other_outcome"] != r["outcome"] for r in got)  # the two policies do differ
+    totals = json.loads((out / "summary.json").read_text())
+    assert totals["replayed"] == 3 and totals["failed"] == 2 and totals["frames"] == 3 * 51952
+    assert totals["looser_seconds"]  # speed-bands is looser than default somewhere on these drives
+
+    # Resumable: nothing done again; the parts are not rewritten.
+    parts = {p.name: p.stat().st_mtime_ns for p in (out / "parts").iterdir()}
+    again = run_fleet(jobs, out, dask_submit(client), compare=True)
+    assert (again.replayed, again.skipped, len(again.failed)) == (0, 3, 2)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "parts").iterdir()} == parts
+    assert again.totals()["frames"] == 3 * 51952  # the summary still covers every log done
+
+    # Another policy is another run: every log again.
+    changed = run_fleet(jobs_for(drives, DEMO_VEHICLE, DEFAULT_POLICY, None), out, dask_submit(client))
+    assert (changed.replayed, changed.skipped) == (3, 0)
+
+
+def test_real_logs_on_the_cluster(client: Any, tmp_path: Path) -> None:
+    logs = [
+        str(shared("verifiedcan_rav4_tss2", "rav4_2020-02-03_drive.log.gz")),
+        str(shared("verifiedcan_rav4_tss2", "rav4_2020-03-02_steering.log.gz")),
+        str(shared("verifiedcan_rav4_tss2", "2020-02-03-14-31-11-510096__CAN_Message_.csv")),
+    ]
+    out = tmp_path / "out"
+    summary = run_fleet(jobs_for(logs, RAV4_TSS2, DEFAULT_POLICY, None), out, dask_submit(client))
+    assert summary.replayed == 3 and not summary.failed
+    expected = sorted(
+        (row for log in logs for row in single_process_rows(log, RAV4_TSS2, DEFAULT_POLICY, None)),
+        key=lambda r: (r["log"], r["probe"], r["start"]),
+    )
+    assert parquet_rows(out) == expected
+
+
+def test_cli_on_a_local_cluster_and_a_manifest(drives: list[str], tmp_path: Path) -> None:
+    manifest = tmp_path / "month.txt"
+    manifest.write_text("# drives of the month\n" + "\n".join(drives) + "\n\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "safety.cli", "fleet", "--manifest", str(manifest), "--vehicle", "demo-sedan"]
+    command += ["--policy", "default", "--out", str(out), "--workers", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("fleet: 3 log(s): 3 replayed, 0 skipped (done before), 0 failed; 155,856 frames")
+    assert result.stderr == ""  # no progress bar when not on a terminal
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "0 replayed, 3 skipped" in again.stdout
+
+
+def test_without_the_extra_the_command_says_how_to_get_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from safety.cli import fleet
+
+    saved = fleet.FLEET_MODULES
+    fleet.FLEET_MODULES = ("distributed", "no_such_module_for_this_test")
+    try:
+        code = fleet.run(argparse.Namespace())
+    finally:
+        fleet.FLEET_MODULES = saved
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "drivegate fleet needs the fleet extra: pip install 'drivegate[fleet]' (missing: no_such_module_for_this_test)\n"
+    )
