@@ -16,6 +16,7 @@ from safety.cli.common import (
     output,
     policy_arg,
 )
+from safety.cli.progress import Progress
 from safety.engine.engine import Engine
 from safety.replay.columnar import replay_columnar
 from safety.replay.timeline import (
@@ -72,6 +73,7 @@ def register(sub: Any) -> None:
         "a decision decided; streaming: every frame through the engine in turn (the default with "
         "--virtual).  Both write the same timeline.",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress on a terminal")
     parser.add_argument(
         "--speed",
         type=float,
@@ -103,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
         elif args.engine == "streaming":
             summary = replay_file(engine, args.log, probes, out, args.sample_every, reasons=args.reasons)
         else:
-            summary = replay_columnar(engine, args.log, probes, out, args.sample_every, reasons=args.reasons)
+            progress = Progress(f"replay {args.log}", quiet=args.quiet)
+            try:
+                summary = replay_columnar(
+                    engine, args.log, probes, out, args.sample_every, reasons=args.reasons, progress=progress.update
+                )
+            finally:
+                progress.close()
     print(summary.format(), file=sys.stderr)
     if summary.frames_read == 0:
         print(f"{args.log}: no frames read", file=sys.stderr)

@@ -53,21 +53,33 @@ def replay_columnar(
     batch_frames: int = BATCH_FRAMES,
     on_line: Callable[[dict[str, Any]], None] | None = None,
     rules: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplaySummary:
     """Replay a log file with the columnar engine: the same timeline and summary as ``replay_file``.
 
     ``batch_frames`` frames are looked at at a time (memory stays flat in the log's length);
     where the batches are cut changes nothing in the output.  ``on_line`` gets every timeline
     line as a dict (as ``Timeline`` gives them); with ``rules`` each line also names the rules
-    that decided each probe, and a change of them is a line of its own.
+    that decided each probe, and a change of them is a line of its own.  ``progress`` hears
+    the number of frames read so far, once per batch.
     """
     timeline = Timeline(engine, probes, out, sample_every, on_line=on_line, reasons=reasons, rules=rules)
     selector = FrameSelector(engine, timeline.channel, timeline.sample_every)
     batches = read_columns(log, on_error=timeline.summary.log_errors.append, batch_frames=batch_frames)
+    if progress is not None:
+        batches = _counted(batches, progress)
     timeline.run(selector.frames(batches), admit=selector.admit)
     timeline.summary.frames_read += selector.left_out
     timeline.summary.frames_skipped += selector.left_out_skipped
     return timeline.summary
+
+
+def _counted(batches: Iterable[FrameColumns], progress: Callable[[int], None]) -> Iterator[FrameColumns]:
+    read = 0
+    for batch in batches:
+        yield batch
+        read += len(batch)
+        progress(read)
 
 
 class FrameSelector:
