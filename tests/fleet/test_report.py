@@ -1,0 +1,104 @@
+"""drivegate report, as a user sees it: the HTML page rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+pytest.importorskip("plotly", reason="plotly (the fleet extra) is not installed")
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium)"),
+]
+
+
+def chromium(page: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    command += ["--virtual-time-budget=20000", "--window-size=1400,2600", *args, page.as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+
+
+def external_resources(text: str) -> list[str]:
+    """The src/href of every tag that would load something."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            for name, value in attrs:
+                if name in ("src", "href") and value and tag in ("script", "link", "img", "iframe"):
+                    found.append(f"{tag} {name}={value}")
+
+    Tags().feed(text)
+    return found
+
+
+def console_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "Uncaught" in line)]
+
+
+@pytest.fixture(scope="module")
+def drive_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("drive") / "drive.log"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "gen_drive.py"), "--out", str(path), "--quiet"], check=True)
+    return path
+
+
+def test_the_console_check_sees_errors(tmp_path: Path) -> None:
+    # The check below means something only if a page's console errors do reach it.
+    page = tmp_path / "bad.html"
+    page.write_text("<html><body><script>console.error('Error: planted'); undefinedFunction();</script></body></html>")
+    errors = console_errors(chromium(page, "--dump-dom").stderr)
+    assert any("planted" in e for e in errors) and any("undefinedFunction" in e for e in errors)
+
+
+def test_the_report_renders_offline_with_every_trace(drive_log: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    page = tmp_path / "report.html"
+    command = [sys.executable, "-m", "safety.cli", "report", str(drive_log), "--vehicle", "demo-sedan"]
+    result = subprocess.run(
+        [*command, "--policy", "speed-bands", "--compare", "default", "--out", str(page)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    # plotly.js is inlined: no script, style or image is fetched from anywhere, so it opens offline.
+    assert external_resources(page.read_text()) == []
+    rendered = chromium(page, "--dump-dom")
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    assert console_errors(rendered.stderr) == []
+    dom = rendered.stdout
+    assert dom.count('class="main-svg"') >= 4  # two figures, each drawn by plotly.js
+    for label in ("speed (km/h)", "steering angle (deg)", "gear", "decisions by probe", "driving state", "workload",
+                  "video", "critical-call", "video (OLD)", "video differs", "time unknown per signal, by cause (s)"):
+        assert f">{label}<" in dom, label
+    # The summary table: time per outcome for every probe.
+    assert "<th>probe</th><th>allow (s)</th><th>degrade (s)</th><th>defer (s)</th><th>deny (s)</th>" in dom
+    # A screenshot, in the test's output folder, for a person to look at.
+    shot = tmp_path / "report.png"
+    chromium(page, f"--screenshot={shot}")
+    assert shot.stat().st_size > 50_000
+    print(f"screenshot: {shot}")
+
+
+def test_png_needs_kaleido_or_says_so(drive_log: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    command = [sys.executable, "-m", "safety.cli", "report", str(drive_log), "--vehicle", "demo-sedan", "--policy", "default"]
+    result = subprocess.run([*command, "--out", str(tmp_path / "r.html"), "--png", str(tmp_path / "png")], capture_output=True, text=True)
+    if importlib.util.find_spec("kaleido") is None:
+        assert result.returncode == 2
+        assert result.stderr == "drivegate report --png needs kaleido (and a Chrome or Chromium): pip install kaleido\n"
+    else:
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "png" / "drive-0.png").stat().st_size > 10_000
+
+
+def test_the_offline_check_sees_a_cdn_script() -> None:
+    page = '<html><head><script src="https://cdn.plot.ly/plotly.min.js"></script><script>var a = "<script src=x>";</script></head></html>'
+    assert external_resources(page) == ["script src=https://cdn.plot.ly/plotly.min.js"]
