@@ -20,7 +20,7 @@ from safety.cli.common import (
 )
 from safety.replay.timeline import BUILTIN_PROBES, load_probes
 
-FLEET_MODULES = ("distributed", "pyarrow", "tqdm")
+FLEET_MODULES = ("distributed", "pyarrow", "tqdm", "plotly")
 
 
 def register(sub: Any) -> None:
@@ -50,6 +50,7 @@ def register(sub: Any) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", help="an existing Dask scheduler, e.g. tcp://HOST:8786")
     where.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per core)")
+    parser.add_argument("--report", action="store_true", help="also write DIR/report.html over the whole fleet (plotly)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar on a terminal")
     parser.set_defaults(run=run)
 
@@ -117,4 +118,9 @@ def run(args: argparse.Namespace) -> int:
         if cluster is not None:
             cluster.close()
     print(summary.format())
+    if args.report:
+        from safety.fleet.report import write_fleet_report
+
+        write_fleet_report(summary.totals(), summary.figures, args.out / "report.html")
+        print(f"wrote {args.out / 'report.html'}")
     return EXIT_FINDINGS if summary.failed else EXIT_OK

@@ -251,3 +251,44 @@ def write_pngs(drives: Sequence[DriveReport], directory: Path) -> list[Path]:
             fig.write_image(str(path))
             written.append(path)
     return written
+
+
+def write_fleet_report(totals: Mapping[str, Any], figures: Sequence[Mapping[str, Any]], out: Path) -> None:
+    """The fleet's page: hours per outcome per probe (and, compared, looser and stricter), and a
+    table of every log done.  ``totals`` and ``figures`` as ``FleetSummary`` gives them."""
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    outcomes = [o.value for o in Outcome]
+    colours = dict(CATEGORIES)
+    per_probe: Mapping[str, Mapping[str, float]] = totals["outcome_seconds"]
+    probes = list(per_probe)
+    fig = go.Figure(
+        [go.Bar(name=o, x=probes, y=[per_probe[p].get(o, 0.0) / 3600 for p in probes], marker_color=colours[o]) for o in outcomes]
+    )
+    fig.update_layout(barmode="stack", title_text="hours per outcome, by probe", height=450)
+    parts = [fig.to_html(full_html=False, include_plotlyjs=False, div_id="fleet-outcomes")]
+    if totals.get("looser_seconds") is not None:
+        looser, stricter = totals["looser_seconds"], totals["stricter_seconds"]
+        compared = go.Figure(
+            [
+                go.Bar(name="looser than --compare", x=probes, y=[looser.get(p, 0.0) / 3600 for p in probes], marker_color=colours["deny"]),
+                go.Bar(name="stricter than --compare", x=probes, y=[stricter.get(p, 0.0) / 3600 for p in probes], marker_color=colours["allow"]),
+            ]
+        )
+        compared.update_layout(barmode="group", title_text="hours where the policy differs from --compare", height=400)
+        parts.append(compared.to_html(full_html=False, include_plotlyjs=False, div_id="fleet-compared"))
+    rows = [[f["log"], f"{f['frames_read']:,}", f"{f['seconds']:.1f}"] for f in figures]
+    parts.append(_table(["log", "frames", "log time (s)"], rows))
+    head = (
+        f"<p>{totals['logs']} log(s): {totals['replayed']} replayed, {totals['skipped']} skipped, {totals['failed']} failed; "
+        f"{totals['frames']:,} frames, {totals['log_seconds'] / 3600:.3f} h of log time</p>"
+    )
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>DriveGate fleet report</title>"
+        "<style>body{font-family:sans-serif;margin:1em 2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body><h1>DriveGate fleet report</h1>"
+        f"{head}{''.join(parts)}</body></html>"
+    )
+    out.write_text(page, encoding="utf-8")

@@ -137,8 +137,11 @@ def test_cli_on_a_local_cluster_and_a_manifest(drives: list[str], tmp_path: Path
     out = tmp_path / "out"
     command = [sys.executable, "-m", "safety.cli", "fleet", "--manifest", str(manifest), "--vehicle", "demo-sedan"]
     command += ["--policy", "default", "--out", str(out), "--workers", "2"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*command, "--report"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"wrote {out / 'report.html'}"
+    page = (out / "report.html").read_text()
+    assert 'id="fleet-outcomes"' in page and all(f"<td>{log}</td>" in page for log in drives)
     first = result.stdout.splitlines()[0]
     assert first.startswith("fleet: 3 log(s): 3 replayed, 0 skipped (done before), 0 failed; 155,856 frames")
     assert result.stderr == ""  # no progress bar when not on a terminal
@@ -150,7 +153,7 @@ def test_without_the_extra_the_command_says_how_to_get_it(capsys: pytest.Capture
     from safety.cli import fleet
 
     saved = fleet.FLEET_MODULES
-    fleet.FLEET_MODULES = ("distributed", "no_such_module_for_this_test")
+    fleet.FLEET_MODULES = ("distributed", "no_such_module_for_this_test")  # the real list, plus one missing
     try:
         code = fleet.run(argparse.Namespace())
     finally:

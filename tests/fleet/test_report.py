@@ -102,3 +102,18 @@ def test_png_needs_kaleido_or_says_so(drive_log: Path, tmp_path: Path) -> None:
 def test_the_offline_check_sees_a_cdn_script() -> None:
     page = '<html><head><script src="https://cdn.plot.ly/plotly.min.js"></script><script>var a = "<script src=x>";</script></head></html>'
     assert external_resources(page) == ["script src=https://cdn.plot.ly/plotly.min.js"]
+
+
+def test_the_fleet_report_renders(tmp_path: Path, drive_log: Path) -> None:
+    out = tmp_path / "fleet"
+    command = [sys.executable, "-m", "safety.cli", "fleet", str(drive_log), "--vehicle", "demo-sedan", "--policy", "speed-bands"]
+    result = subprocess.run([*command, "--compare", "default", "--out", str(out), "--workers", "1", "--report"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    page = out / "report.html"
+    assert external_resources(page.read_text()) == []
+    rendered = chromium(page, "--dump-dom")
+    assert console_errors(rendered.stderr) == []
+    dom = rendered.stdout
+    assert dom.count('class="main-svg"') >= 2
+    for label in ("hours per outcome, by probe", "hours where the policy differs from --compare", "looser than --compare"):
+        assert f">{label}<" in dom, label
