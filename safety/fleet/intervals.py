@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-Line = Mapping[str, Any]
+from safety.replay.steps import Line, aligned
 
 
 def decision_rows(
@@ -19,10 +19,8 @@ def decision_rows(
     last span ends there).  Rows: ``log``, ``probe``, ``start``, ``end``, ``outcome``,
     ``rules``, ``other_outcome`` (None without ``other``), in order of probe, then start.
     """
-    times = sorted({line["t"] for line in lines} | ({line["t"] for line in other} if other else set()))
     spans: dict[str, list[Any]] = {}  # probe -> [start, outcome, rules, other outcome]
     rows: list[dict[str, Any]] = []
-    i = j = -1
 
     def close(probe: str, at: float) -> None:
         start, outcome, rules, other_outcome = spans.pop(probe)
@@ -38,18 +36,11 @@ def decision_rows(
             }
         )
 
-    for t in times:
-        while i + 1 < len(lines) and lines[i + 1]["t"] <= t:
-            i += 1
-        if other is not None:
-            while j + 1 < len(other) and other[j + 1]["t"] <= t:
-                j += 1
-        if i < 0 or (other is not None and j < 0):
-            continue
-        line = lines[i]
+    for t, current_lines in aligned(lines, *([other] if other is not None else [])):
+        line = current_lines[0]
         for probe, outcome in line["decisions"].items():
             rules = tuple(line["rules"][probe])
-            other_outcome = None if other is None else other[j]["decisions"].get(probe)
+            other_outcome = current_lines[1]["decisions"].get(probe) if other is not None else None
             key = [outcome, rules, other_outcome]
             current = spans.get(probe)
             if current is not None and current[1:] == key:

@@ -17,7 +17,7 @@ from typing import Any
 
 from safety.engine.engine import Engine
 from safety.model.decision import Outcome
-from safety.replay.columnar import replay_columnar
+from safety.replay.columnar import timeline_lines
 from safety.replay.timeline import ReplaySummary
 
 # Band colours: outcomes from permissive to restrictive, then the driving states and workloads.
@@ -59,15 +59,11 @@ def replay_for_report(
     sample_every: float = 0.1,
 ) -> DriveReport:
     """Replay ``log`` (and under ``compare``), sampled every ``sample_every`` s for the curves."""
-    lines: list[dict[str, Any]] = []
-    summary = replay_columnar(Engine.load(vehicle, policy), log, probes, None, sample_every, reasons=True, on_line=lines.append)
+    lines, summary = timeline_lines(Engine.load(vehicle, policy), log, probes, sample_every, reasons=True)
     other: list[dict[str, Any]] | None = None
     other_summary: ReplaySummary | None = None
     if compare is not None:
-        other = []
-        other_summary = replay_columnar(
-            Engine.load(vehicle, compare), log, probes, None, sample_every, reasons=True, on_line=other.append
-        )
+        other, other_summary = timeline_lines(Engine.load(vehicle, compare), log, probes, sample_every, reasons=True)
     return DriveReport(str(log), lines, summary, other, other_summary, [str(p["id"]) for p in probes])
 
 
@@ -81,6 +77,25 @@ def _colorscale() -> list[list[Any]]:
     for i, (_, colour) in enumerate(CATEGORIES):
         scale += [[i / n, colour], [(i + 1) / n, colour]]
     return scale
+
+
+def _bands_trace(x: list[float], rows: list[tuple[str, list[int], list[str]]], name: str) -> Any:
+    """One heatmap of coloured bands, a row per (label, codes, texts); the first row on top."""
+    import plotly.graph_objects as go
+
+    top_first = rows[::-1]  # a heatmap's first row is drawn at the bottom
+    return go.Heatmap(
+        x=x,
+        y=[label for label, _, _ in top_first],
+        z=[codes for _, codes, _ in top_first],
+        text=[texts for _, _, texts in top_first],
+        hovertemplate="%{y}: %{text} at %{x:.2f} s<extra></extra>",
+        zmin=-0.5,
+        zmax=len(CATEGORIES) - 0.5,
+        colorscale=_colorscale(),
+        showscale=False,
+        name=name,
+    )
 
 
 def drive_figure(drive: DriveReport) -> Any:
@@ -109,33 +124,13 @@ def drive_figure(drive: DriveReport) -> Any:
         subplot_titles=["speed (km/h)", "steering angle (deg)", "gear", "decisions by probe"]
         + (["compared policy (OLD), and where it differs"] if drive.other is not None else []),
     )
-    fig.add_trace(go.Scatter(x=x, y=[line["speed"] for line in lines], name="speed", line_shape="hv", mode="lines"), row=1, col=1)
-    fig.add_trace(
-        go.Scatter(x=x, y=[line["steering_angle"] for line in lines], name="steering angle", line_shape="hv", mode="lines"),
-        row=2,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(x=x, y=[line["gear"] or "unknown" for line in lines], name="gear", line_shape="hv", mode="lines"), row=3, col=1
-    )
-    n = len(CATEGORIES)
-    rows.reverse()  # a heatmap's first row is at the bottom: the driving state goes on top
-    fig.add_trace(
-        go.Heatmap(
-            x=x,
-            y=[label for label, _, _ in rows],
-            z=[codes for _, codes, _ in rows],
-            text=[texts for _, _, texts in rows],
-            hovertemplate="%{y}: %{text} at %{x:.2f} s<extra></extra>",
-            zmin=-0.5,
-            zmax=n - 0.5,
-            colorscale=_colorscale(),
-            showscale=False,
-            name="decisions",
-        ),
-        row=4,
-        col=1,
-    )
+    curves = (("speed", "speed"), ("steering_angle", "steering angle"), ("gear", "gear"))
+    for row, (key, name) in enumerate(curves, 1):
+        y = [line[key] for line in lines]
+        if key == "gear":
+            y = [gear or "unknown" for gear in y]  # a category axis: unknown is a category too
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, line_shape="hv", mode="lines"), row=row, col=1)
+    fig.add_trace(_bands_trace(x, rows, "decisions"), row=4, col=1)
     if drive.other is not None:
         # The compared policy's outcomes at the main timeline's times, and where they differ.
         other = drive.other
@@ -151,23 +146,7 @@ def drive_figure(drive: DriveReport) -> Any:
             differs = ["differs" if o is not None and o != line["decisions"][p] else "same" for o, line in zip(olds[p], lines, strict=True)]
             crows.append((f"{p} (OLD)", _band(olds[p]), [str(o) for o in olds[p]]))
             crows.append((f"{p} differs", _band(differs), differs))
-        crows.reverse()
-        fig.add_trace(
-            go.Heatmap(
-                x=x,
-                y=[label for label, _, _ in crows],
-                z=[codes for _, codes, _ in crows],
-                text=[texts for _, _, texts in crows],
-                hovertemplate="%{y}: %{text} at %{x:.2f} s<extra></extra>",
-                zmin=-0.5,
-                zmax=n - 0.5,
-                colorscale=_colorscale(),
-                showscale=False,
-                name="compared",
-            ),
-            row=5,
-            col=1,
-        )
+        fig.add_trace(_bands_trace(x, crows, "compared"), row=5, col=1)
     fig.update_xaxes(title_text="seconds since the first frame", row=4 if drive.other is None else 5, col=1)
     fig.update_layout(height=1100 if drive.other is None else 1500, title_text=drive.log, showlegend=False, margin={"l": 140})
     return fig

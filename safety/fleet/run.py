@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from safety.engine.engine import Engine
 from safety.errors import DriveGateError
 from safety.fleet.intervals import decision_rows
 from safety.model.decision import Outcome
-from safety.replay.columnar import replay_columnar
+from safety.replay.columnar import timeline_lines
 from safety.vehicle.profile import load_profile
 
 ROW_FIELDS = ("log", "probe", "start", "end", "outcome", "rules", "other_outcome")
@@ -60,21 +60,18 @@ class LogResult:
     stricter_seconds: dict[str, float] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["rows"]
-        return data
+        """Everything but the rows (JSON-ready)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rows"}
 
 
 def replay_log(job: FleetJob) -> LogResult:
     """Replay one log (on a worker): its decision rows and figures, or the error that stopped it."""
     result = LogResult(job.log, job.key)
     try:
-        lines: list[dict[str, Any]] = []
-        summary = replay_columnar(Engine.load(job.vehicle, job.policy), job.log, job.probes, None, on_line=lines.append, rules=True)
+        lines, summary = timeline_lines(Engine.load(job.vehicle, job.policy), job.log, job.probes, rules=True)
         other: list[dict[str, Any]] | None = None
         if job.compare is not None:
-            other = []
-            replay_columnar(Engine.load(job.vehicle, job.compare), job.log, job.probes, None, on_line=other.append)
+            other, _ = timeline_lines(Engine.load(job.vehicle, job.compare), job.log, job.probes)
     except DriveGateError as exc:
         result.error = str(exc)
         return result

@@ -55,16 +55,7 @@ class FrameColumns:
         return len(self.stamps)
 
     def frame(self, i: int) -> Frame:
-        if self._frames is not None:
-            return self._frames[i]
-        assert self._payload is not None and self._lengths is not None
-        return Frame(
-            float(self.stamps[i]),
-            int(self.ids[i]),
-            bool(self.extended[i]),
-            self._payload[i, : self._lengths[i]].tobytes(),
-            self.channel_names[self.channels[i]],
-        )
+        return next(self.frames((i,)))
 
     def rows(self, start: int, stop: int) -> FrameColumns:
         """The frames ``start:stop`` as a batch of their own."""
@@ -105,9 +96,7 @@ def columns_of_frames(frames: list[Frame]) -> FrameColumns:
     """A batch holding ``frames`` (any format's reader)."""
     stamps, ids, extended, _, channel, error, remote, fd, _, _ = zip(*frames, strict=True)
     names: dict[str | None, int] = {}
-    codes = [names.setdefault(c, len(names)) for c in channel] if len(set(channel)) > 1 else [0] * len(frames)
-    if len(names) == 0:
-        names[channel[0]] = 0
+    codes = [names.setdefault(c, len(names)) for c in channel]
     return FrameColumns(
         stamps=np.array(stamps, dtype=np.float64),
         ids=np.array(ids, dtype=np.uint32),

@@ -74,12 +74,28 @@ def replay_columnar(
     return timeline.summary
 
 
+def timeline_lines(
+    engine: Engine, log: str | Path, probes: Iterable[Mapping[str, Any]], sample_every: float | None = None, **options: Any
+) -> tuple[list[dict[str, Any]], ReplaySummary]:
+    """The timeline ``drivegate replay`` writes for ``log``, as dicts, and the summary
+    (``options``: those of :func:`replay_columnar`, e.g. ``reasons``, ``rules``)."""
+    lines: list[dict[str, Any]] = []
+    summary = replay_columnar(engine, log, probes, None, sample_every, on_line=lines.append, **options)
+    return lines, summary
+
+
 def _counted(batches: Iterable[FrameColumns], progress: Callable[[int], None]) -> Iterator[FrameColumns]:
     read = 0
     for batch in batches:
         yield batch
         read += len(batch)
         progress(read)
+
+
+def _frame_keys(batch: FrameColumns, rows: np.ndarray) -> np.ndarray:
+    """``frame_key`` of each of ``rows``: the id, with EXTENDED_KEY for a 29-bit one."""
+    keys: np.ndarray = batch.ids[rows].astype(np.int64) | np.where(batch.extended[rows], np.int64(EXTENDED_KEY), np.int64(0))
+    return keys
 
 
 class FrameSelector:
@@ -174,7 +190,7 @@ class FrameSelector:
         self.left_out_skipped += int(np.count_nonzero(skipped[:end]))
         handed = 0
         if len(rows):
-            keys = batch.ids[rows].astype(np.int64) | (batch.extended[rows].astype(np.int64) << 31)
+            keys = _frame_keys(batch, rows)
             mapped = self._is_mapped(keys)
             keep = mapped.copy()
             if self._now is None:
@@ -233,13 +249,18 @@ class FrameSelector:
         # Expiry instants of the mapped frames handed over, and the first frame after them.
         rows = np.flatnonzero(~skipped[start:i]) + start
         if len(rows) and self._now is not None:
-            keys = batch.ids[rows].astype(np.int64) | (batch.extended[rows].astype(np.int64) << 31)
+            keys = _frame_keys(batch, rows)
             stamps = batch.stamps[rows][self._is_mapped(keys)]
-            fresh = (stamps[:, None] + self._limits[None, :]).ravel()
+            fresh = self._instants(stamps)
             instants = np.concatenate((self._expiries, fresh[np.isfinite(fresh)]))
             self._expiries = np.unique(instants[instants >= self._now])
             self._after = self._now
         return i
+
+    def _instants(self, stamps: F64) -> F64:
+        """Every time at which a sample at one of ``stamps`` could expire (each limit after each)."""
+        instants: F64 = (stamps[:, None] + self._limits[None, :]).ravel()
+        return instants
 
     def _at_expiries(self, mapped_stamps: F64, times: F64) -> np.ndarray:
         """Frames at an instant at which something may expire, and the first frame after it.
@@ -247,7 +268,7 @@ class FrameSelector:
         At a frame exactly at the instant nothing has expired yet (stale means older than the
         limit); the streaming replay notes the expiry at the frame after it, so both are kept.
         """
-        fresh = (mapped_stamps[:, None] + self._limits[None, :]).ravel()
+        fresh = self._instants(mapped_stamps)
         instants = np.concatenate((self._expiries, fresh))
         hit = np.isin(times, instants)
         after = np.searchsorted(times, times[hit], side="right")

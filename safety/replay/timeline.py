@@ -312,15 +312,10 @@ class Timeline:
             if previous is not None:
                 self._account_unknown(unknown, t - unknown_since)
             unknown, unknown_since = snap.unknown, t
-            deciding: dict[str, tuple[str, ...]] | None = None
-            if with_rules:
-                decisions = {p["id"]: decide(snap.values, p, t).decision for p in probes}
-                new_outcomes = {k: d.outcome.value for k, d in decisions.items()}
-                deciding = {k: d.rules for k, d in decisions.items()}
-                current: tuple[Any, ...] = (snap.driving_state, snap.workload, new_outcomes, deciding)
-            else:
-                new_outcomes = {p["id"]: decide(snap.values, p, t).decision.outcome.value for p in probes}
-                current = (snap.driving_state, snap.workload, new_outcomes)
+            decisions = {p["id"]: decide(snap.values, p, t).decision for p in probes}
+            new_outcomes = {k: d.outcome.value for k, d in decisions.items()}
+            deciding = {k: d.rules for k, d in decisions.items()} if with_rules else None
+            current = (snap.driving_state, snap.workload, new_outcomes, deciding)
             sampled = t >= next_sample
             if sampled:
                 next_sample = next_sample_after(next_sample, t, sample_every or math.inf)

@@ -12,14 +12,15 @@ outcome pair, also as minutes per hour of log time.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safety.engine.engine import Engine
 from safety.model.decision import Outcome
-from safety.replay.columnar import replay_columnar
+from safety.replay.columnar import timeline_lines
+from safety.replay.steps import Line, aligned
 from safety.replay.timeline import ReplaySummary
 
 LOOSER, STRICTER = "looser", "stricter"
@@ -108,41 +109,19 @@ class WhatIf:
         }
 
 
-Line = Mapping[str, Any]
-
-
-def timeline_lines(
-    engine: Engine, log: str | Path, probes: Iterable[Mapping[str, Any]]
-) -> tuple[list[dict[str, Any]], ReplaySummary]:
-    """The timeline ``drivegate replay`` writes for ``log``, as dicts, and the summary."""
-    lines: list[dict[str, Any]] = []
-    summary = replay_columnar(engine, log, probes, None, on_line=lines.append)
-    return lines, summary
-
-
 def compare_drive(log: str, old: Sequence[Line], new: Sequence[Line], end: float) -> list[Interval]:
     """The intervals where ``new`` decides a probe differently from ``old`` (two timelines of the
     same drive and probes), up to ``end`` (the drive's last time)."""
-    times = sorted({line["t"] for line in old} | {line["t"] for line in new})
     open_: dict[str, tuple[float, str, str, Mapping[str, Any]]] = {}  # probe -> (start, old, new, state)
     out: list[Interval] = []
-    i = j = -1
-    new_times = {line["t"] for line in new}
 
     def close(probe: str, at: float) -> None:
         start, a, b, state = open_.pop(probe)
         direction = LOOSER if Outcome(b).rank < Outcome(a).rank else STRICTER
         out.append(Interval(log, probe, start, at, a, b, direction, state))
 
-    for t in times:
-        while i + 1 < len(old) and old[i + 1]["t"] <= t:
-            i += 1
-        while j + 1 < len(new) and new[j + 1]["t"] <= t:
-            j += 1
-        if i < 0 or j < 0:
-            continue
-        a, b = old[i], new[j]
-        here = b if t in new_times else a  # the line written at t: its values are those at t
+    for t, (a, b) in aligned(old, new):
+        here = b if b["t"] == t else a  # the line written at t: its values are those at t
         for probe, outcome in b["decisions"].items():
             before = a["decisions"].get(probe)
             current = open_.get(probe)
