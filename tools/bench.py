@@ -22,7 +22,10 @@ round by round (ours, then the baseline), so drifting background load hits both 
    ``cantools`` ``decode_message`` for decoding, then the same ``VehicleState`` and ``Evaluator``.
    Both must decode the same frames and write the same timeline (checked before timing).
 3. A Markdown table of every figure, with the machine, to paste into the README.
-4. The decision service (``tools/bench_service.py``, also runnable alone): a ``drivegate serve``
+4. Replay as a user times it (``tools/bench_replay.py``, also runnable alone; not with ``--quick``):
+   ``drivegate replay`` columnar and streaming and the python-can + cantools baseline, whole
+   commands with process start, on a 10,000,000-frame candump log and a BLF log.
+5. The decision service (``tools/bench_service.py``, also runnable alone): a ``drivegate serve``
    process replaying a saturated 1 Mbit/s bus through the virtual bus, 1 and 16 client processes:
    round trips, decisions per second, frames dropped, server CPU, with its own table.
 
@@ -810,8 +813,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems.append(f"decide() failed: {failed}")
     for problem in problems:
         print(f"bench.py: sanity check failed: {problem}", file=sys.stderr)
+    # Whole commands as a user times them (10,000,000-frame candump and a BLF log): the full run only.
+    replay_status = 0 if args.quick else bench_replay_commands()
     service_status = 0 if args.no_service else bench_service(args.quick)
-    return 1 if problems or service_status else 0
+    return 1 if problems or service_status or replay_status else 0
+
+
+def bench_replay_commands() -> int:
+    """``tools/bench_replay.py``: columnar, streaming and the python-can + cantools baseline, whole commands."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import bench_replay  # a sibling script, not a package
+
+    print("", flush=True)
+    return int(bench_replay.main([]))
 
 
 def bench_service(quick: bool) -> int:
