@@ -124,3 +124,23 @@ def killed_after(script: str) -> None:
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def stderr_on_a_terminal(command: list[str]) -> str:
+    """Run ``command`` with stderr on a pseudo-terminal; what it wrote there."""
+    main, child = os.openpty()
+    try:
+        subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child, timeout=300, check=False)
+    finally:
+        os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return b"".join(chunks).decode()

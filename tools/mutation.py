@@ -7,6 +7,7 @@
     python tools/mutation.py --sample 40         # a seeded sample across them
     python tools/mutation.py --module safety/vehicle/e2e.py   # one module
     python tools/mutation.py --report            # the report of the last run (mutants/), no run
+    python tools/mutation.py --survivors         # the last run's survivors again (after new tests)
 
 The modules and the tests come from ``[tool.mutmut]`` in ``pyproject.toml``.  Each mutant is one
 small change (a flipped comparison, ``max`` for ``min``, a removed statement, a constant + 1,
@@ -226,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, help="run a seeded sample of this many mutants")
     parser.add_argument("--seed", type=int, default=13, help="the sample's seed (default 13)")
     parser.add_argument("--report", action="store_true", help="only report the last run")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="run again the last run's unreviewed survivors (after new tests: mutmut keeps old results otherwise)",
+    )
     parser.add_argument("--floor", type=float, default=0.90, help="the score below which to exit 1 (default 0.90)")
     parser.add_argument("--strict", action="store_true", help="exit 1 for any survivor not in the reviewed list")
     parser.add_argument("--children", type=int, help="mutants tested at once (default: one per core)")
@@ -240,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             every = sorted(n for codes in load_results(modules).values() for n in codes)
             names = set(random.Random(args.seed).sample(every, min(args.sample, len(every))))
             mutmut("run", *children_args(args.children), *sorted(names))
+        elif args.survivors:
+            previous, _ = report(modules)
+            again = sorted(name for score in previous for name, _ in score.survived)
+            if again:
+                mutmut("run", *children_args(args.children), *again)
         elif args.module:
             mutmut("run", *children_args(args.children), *patterns)
         else:

@@ -23,10 +23,11 @@ from safety.cli.common import (
     vehicle_arg,
     with_time_limit,
 )
+from safety.cli.progress import Progress
 from safety.errors import DriveGateError, LoadError
 from safety.policy import load_policy
 from safety.policy.model import LINT_IGNORABLE
-from safety.vehicle.profile import load_profile
+from safety.vehicle.profile import VehicleProfile, load_profile
 from safety.workflow.analysis import Comparison, compare
 from safety.workflow.findings import LintFinding
 from safety.workflow.lint import FileReport, lint_file, load_findings
@@ -80,6 +81,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="report the warnings a policy's lint.ignore declares expected (a reviewer's full view)",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress on the terminal")
     add_time_limit(parser)
     parser.set_defaults(run=with_time_limit(run, "lint"))
 
@@ -105,13 +107,7 @@ def run(args: argparse.Namespace) -> int:
         []
         if unusable
         else [
-            lint_file(
-                p,
-                vehicle,
-                max_examples=args.max_examples,
-                ignore=args.ignore,
-                use_policy_ignore=not args.no_policy_ignore,
-            )
+            _lint_with_progress(p, vehicle, args)
             for p in args.policies
         ]
     )
@@ -152,6 +148,27 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return code
+
+
+def _lint_with_progress(path: str, vehicle: VehicleProfile | None, args: argparse.Namespace) -> FileReport:
+    """``lint_file`` with its progress on the terminal (a large policy takes a while)."""
+    bar = Progress(f"lint {path}", unit="", quiet=args.quiet)
+
+    def shown(stage: str, done: int, total: int) -> None:
+        bar.label, bar.total, bar.unit = f"lint {path}", total or None, stage
+        bar.update(done)
+
+    try:
+        return lint_file(
+            path,
+            vehicle,
+            max_examples=args.max_examples,
+            ignore=args.ignore,
+            use_policy_ignore=not args.no_policy_ignore,
+            progress=shown if bar.enabled else None,
+        )
+    finally:
+        bar.close()
 
 
 def _json(

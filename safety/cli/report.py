@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("plotly") is None:
         print("drivegate report needs plotly: pip install 'drivegate[fleet]'", file=sys.stderr)
         return EXIT_UNUSABLE
-    if args.png is not None and importlib.util.find_spec("kaleido") is None:
+    if args.png is not None and not _have_kaleido():
         print("drivegate report --png needs kaleido (and a Chrome or Chromium): pip install kaleido", file=sys.stderr)
         return EXIT_UNUSABLE
     if args.sample_every <= 0:
@@ -66,6 +66,19 @@ def run(args: argparse.Namespace) -> int:
     write_report(drives, args.out)
     print(f"wrote {args.out} ({len(drives)} drive(s))")
     if args.png is not None:
-        for path in write_pngs(drives, args.png):
+        try:
+            written = write_pngs(drives, args.png)
+        except Exception as exc:  # kaleido's own errors (no browser, a browser that died) have no common base
+            print(f"drivegate report --png: kaleido could not draw the images: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
+        for path in written:
             print(f"wrote {path}")
     return EXIT_OK
+
+
+def _have_kaleido() -> bool:
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return False
+    return True

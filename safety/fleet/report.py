@@ -220,16 +220,25 @@ def write_report(drives: Sequence[DriveReport], out: Path, *, title: str = "Driv
     out.write_text(page, encoding="utf-8")
 
 
+PNG_WIDTH = 1400  # pixels: a drive of minutes needs the width to show its bands
+
+
 def write_pngs(drives: Sequence[DriveReport], directory: Path) -> list[Path]:
-    """Static images of each drive's figures (plotly's ``write_image``, which needs kaleido)."""
+    """Static images of each drive's figures (plotly's ``write_images``, which needs kaleido)."""
+    import plotly.io as pio
+
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
+    figures, paths = [], []
     for n, drive in enumerate(drives):
         for name, fig in ((f"drive-{n}.png", drive_figure(drive)), (f"drive-{n}-unknown.png", unknown_figure(drive))):
-            path = directory / name
-            fig.write_image(str(path))
-            written.append(path)
-    return written
+            figures.append(fig)
+            paths.append(directory / name)
+    # One kaleido session for all of them: starting a browser per image is slow (and, with
+    # kaleido 1.x, a later image in a loop of write_image calls can fail to find its scope).
+    # kaleido draws at 700 x 500 unless told: each figure at its page height, full width.
+    heights = [fig.layout.height or 500 for fig in figures]
+    pio.write_images(figures, [str(p) for p in paths], width=[PNG_WIDTH] * len(figures), height=heights)
+    return paths
 
 
 def write_fleet_report(totals: Mapping[str, Any], figures: Sequence[Mapping[str, Any]], out: Path) -> None:

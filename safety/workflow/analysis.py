@@ -47,6 +47,9 @@ from safety.workflow.findings import (
 )
 from safety.workflow.space import DERIVED, BudgetExceeded, Region, Space, Walker, bits
 
+#: ``progress(stage, done, total)``: how far an analysis is (``total`` 0 when not known).
+Progress = Callable[[str, int, int], None]
+
 WHOLE_SPACE_CELLS = 200_000
 WHOLE_SPACE_BUDGET = 100_000  # splits tried on a larger space before going rule by rule
 RULE_BUDGET = 50_000  # splits per rule, rule by rule
@@ -91,10 +94,12 @@ def analyze(
     default_loc: Location | None = None,
     rule_budget: int = RULE_BUDGET,
     whole_space: bool | None = None,
+    progress: Progress | None = None,
 ) -> Analysis:
     """Every finding about ``policy``: its constants, then its rules over the whole space.
 
     ``whole_space`` None chooses by size; False goes rule by rule (as for a large space).
+    ``progress(stage, done, total)`` hears how far the analysis is (total 0: not known).
     """
     findings = constant_findings(policy.doc)
     space = Space([policy])
@@ -115,7 +120,14 @@ def analyze(
             # The whole walk makes every split the search for gaps makes (and those under a
             # rule that holds): past the budget already, so the same BudgetExceeded, sooner.
             raise BudgetExceeded
-        Walker(space, rules, budget).walk(tally.visit)
+        visit = tally.visit
+        if progress is not None:
+
+            def visit(region: Region) -> None:
+                tally.visit(region)
+                progress("regions", tally.regions, 0)
+
+        Walker(space, rules, budget).walk(visit)
         findings += _rule_findings(policy, space, verdicts, tally.per_rule, regular)
         gaps, regions = tally.gaps, tally.regions
     except BudgetExceeded:
@@ -125,7 +137,7 @@ def analyze(
             "over the regions where it holds and could change the decision, conflicts pair by pair "
             "(redundant rules are not told apart from shadowed ones)"
         )
-        per_rule = _PerRule(policy, space, verdicts, regular, rule_budget)
+        per_rule = _PerRule(policy, space, verdicts, regular, rule_budget, progress)
         findings += per_rule.findings()
         notes += per_rule.notes
         gap_tally, gaps_complete, _ = gap_walk or _gap_walk(space, rules, regular, rule_budget)
@@ -268,8 +280,17 @@ class _PerRule:
     first cell where removing the rule changes the decision.
     """
 
-    def __init__(self, policy: CompiledPolicy, space: Space, verdicts: Verdicts, regular: int, budget: int) -> None:
+    def __init__(
+        self,
+        policy: CompiledPolicy,
+        space: Space,
+        verdicts: Verdicts,
+        regular: int,
+        budget: int,
+        progress: Progress | None = None,
+    ) -> None:
         self.policy, self.space, self.verdicts, self.regular, self.budget = policy, space, verdicts, regular, budget
+        self.progress = progress
         self.rules = [(0, rule) for rule in policy.rules]
         self.absorbs: dict[tuple[Any, ...], bool] = {}
         self.steps = 0
@@ -308,6 +329,8 @@ class _PerRule:
         usable = [False] * len(rules)
         walker = FirstRegions(self.space, self.rules, self.budget)
         for r, rule in enumerate(rules):
+            if self.progress is not None:
+                self.progress("rules analysed", r, len(rules))
 
             def prune(holds: int, settled: bool, r: int = r, dominators: int = self._dominators(r)) -> bool:
                 if holds >> r & 1:
@@ -360,6 +383,8 @@ class _PerRule:
         overrides = _Overrides(rules)
         declared = overrides.pairs()
         for r, rule in enumerate(rules):
+            if self.progress is not None:
+                self.progress("rules checked for conflicts", r, len(rules))
             for q in range(r + 1, len(rules)):
                 other = rules[q]
                 conflicting = not (rule.exception or other.exception or other.outcome == rule.outcome)

@@ -30,7 +30,7 @@ from safety.policy import CompiledPolicy, load_policy
 from safety.policy.model import LINT_IGNORABLE
 from safety.vehicle.profile import VehicleProfile
 from safety.vehicle.signals import CANONICAL_SIGNALS
-from safety.workflow.analysis import Analysis, analyze
+from safety.workflow.analysis import Analysis, Progress, analyze
 from safety.workflow.findings import LintFinding, condition_tests
 from safety.yamlsource import load_yaml, read_yaml_text
 
@@ -59,6 +59,7 @@ def lint_file(
     max_examples: int = 5,
     ignore: Iterable[str] = (),
     use_policy_ignore: bool = True,
+    progress: Progress | None = None,
 ) -> FileReport:
     """Load, analyse and (with a vehicle) cross-check one policy file.
 
@@ -75,7 +76,9 @@ def lint_file(
         report.unusable = True
         report.seconds = time.perf_counter() - start
         return report
-    report.analysis = analyze(policy, max_examples=max_examples, default_loc=default_location(policy))
+    report.analysis = analyze(
+        policy, max_examples=max_examples, default_loc=default_location(policy), progress=progress
+    )
     report.findings = list(report.analysis.findings)
     if vehicle is not None:
         report.findings += vehicle_findings(policy, vehicle)

@@ -86,17 +86,32 @@ def test_the_report_renders_offline_with_every_trace(drive_log: Path, tmp_path: 
     print(f"screenshot: {shot}")
 
 
-def test_png_needs_kaleido_or_says_so(drive_log: Path, tmp_path: Path) -> None:
-    import importlib.util
+def test_png_without_kaleido_says_how_to_get_it(drive_log: Path, tmp_path: Path) -> None:
+    # kaleido made unimportable in the child (None in sys.modules: import raises ImportError).
+    code = "import sys; sys.modules['kaleido'] = None; from safety.cli.main import main; raise SystemExit(main())"
+    args = ["report", str(drive_log), "--vehicle", "demo-sedan", "--policy", "default", "--out", str(tmp_path / "r.html")]
+    result = subprocess.run([sys.executable, "-c", code, *args, "--png", str(tmp_path / "png")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == "drivegate report --png needs kaleido (and a Chrome or Chromium): pip install kaleido\n"
+    assert not (tmp_path / "r.html").exists()
 
-    command = [sys.executable, "-m", "safety.cli", "report", str(drive_log), "--vehicle", "demo-sedan", "--policy", "default"]
-    result = subprocess.run([*command, "--out", str(tmp_path / "r.html"), "--png", str(tmp_path / "png")], capture_output=True, text=True)
-    if importlib.util.find_spec("kaleido") is None:
-        assert result.returncode == 2
-        assert result.stderr == "drivegate report --png needs kaleido (and a Chrome or Chromium): pip install kaleido\n"
-    else:
-        assert result.returncode == 0, result.stderr
-        assert (tmp_path / "png" / "drive-0.png").stat().st_size > 10_000
+
+def test_png_writes_each_figure_as_an_image(drive_log: Path, tmp_path: Path) -> None:
+    pytest.importorskip("kaleido", reason="kaleido (the fleet extra) is not installed")
+    command = [sys.executable, "-m", "safety.cli", "report", str(drive_log), str(drive_log), "--vehicle", "demo-sedan"]
+    out = tmp_path / "png"
+    result = subprocess.run([*command, "--policy", "default", "--out", str(tmp_path / "r.html"), "--png", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    names = ["drive-0-unknown.png", "drive-0.png", "drive-1-unknown.png", "drive-1.png"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    for name in names:
+        assert f"wrote {out / name}" in result.stdout
+        head = (out / name).read_bytes()[:24]
+        # A PNG: the signature, then the IHDR chunk with the width and height (big-endian).
+        assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        # Full width, at the height the page gives the figure (kaleido's default is 700 x 500).
+        assert (width, height) == (1400, 380 if "unknown" in name else 1100), name
 
 
 def test_the_offline_check_sees_a_cdn_script() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, DemoCar, shared
+from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, DemoCar, shared, stderr_on_a_terminal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -259,36 +259,14 @@ def test_a_sample_step_below_the_time_resolution_ends(tmp_path: Path, engine: st
     assert times[0] == 1700000000.0 and times[-1] == 1700000000.00002
 
 
-def _stderr_on_a_terminal(command: list[str]) -> str:
-    """Run ``command`` with stderr on a pseudo-terminal; what it wrote there."""
-    import os
-
-    main, child = os.openpty()
-    try:
-        subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child, timeout=300, check=False)
-    finally:
-        os.close(child)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the terminal's other end is closed and drained
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
-    return b"".join(chunks).decode()
-
-
 def test_progress_shows_on_a_terminal_only_and_not_with_quiet(tmp_path: Path, drive_log: Path) -> None:
     big = tmp_path / "big.log"
     big.write_text(drive_log.read_text() * 4)  # four drives back to back: the clock re-bases, fine here
     command = [sys.executable, "-m", "safety.cli", "replay", str(big), "--vehicle", "demo-sedan", "--policy", "default", "--out", str(tmp_path / "t.jsonl")]
-    shown = _stderr_on_a_terminal(command)
+    shown = stderr_on_a_terminal(command)
     assert f"\rreplay {big}: 65,536 frames\x1b[K" in shown
     assert "frames read: 207808" in shown  # the summary follows
-    quiet = _stderr_on_a_terminal([*command, "--quiet"])
+    quiet = stderr_on_a_terminal([*command, "--quiet"])
     assert "\rreplay " not in quiet and "frames read: 207808" in quiet
     piped = subprocess.run(command, capture_output=True, text=True, check=False)
     assert "\r" not in piped.stderr

@@ -1,0 +1,89 @@
+"""The vehicle state's smaller contracts, exactly: the snapshot's fields, which signals it
+provides, which value changes count as changes, and the speed band's dwell from every side."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from conftest import DEFAULT_POLICY, ROOT
+
+from safety.vehicle.state import StateConfig, VehicleState
+
+
+def test_the_snapshot_as_a_dict_names_every_field() -> None:
+    state = VehicleState({"speed": 0.5, "gear": 1.0})
+    state.update("speed", 12.5, 3.0)
+    snap = state.snapshot(3.25)
+    as_dict = snap.to_dict()
+    assert list(as_dict) == ["time", "driving_state", "workload", "values", "ages", "unknown", "integrity"]
+    assert as_dict["time"] == 3.25
+    assert (as_dict["driving_state"], as_dict["workload"]) == ("unknown", "unknown")
+    assert as_dict["values"]["speed"] == 12.5 and as_dict["values"]["gear"] is None
+    assert as_dict["ages"]["speed"] == 0.25 and as_dict["ages"]["gear"] is None
+    assert as_dict["unknown"]["gear"] == "never received"
+    assert as_dict["unknown"]["driving_state"] == "gear unknown"
+    assert as_dict["integrity"] == {}
+
+
+def test_a_state_provides_exactly_the_signals_it_was_given() -> None:
+    state = VehicleState({"speed": 0.5, "gear": 1.0})
+    assert (state.provides("speed"), state.provides("gear"), state.provides("turn_signal")) == (True, True, False)
+
+
+def test_a_watched_number_changes_only_when_it_changes_cell() -> None:
+    # Cells of (10, 60): below 10, exactly 10, between, exactly 60, above.  steering_rate has
+    # no jump limit, so any value may follow any other.
+    state = VehicleState({"steering_rate": 10.0}, watch={"steering_rate": (10.0, 60.0)})
+    state.update("steering_rate", 5.0, 0.0)
+    counted = []
+    for t, value in enumerate((6.0, 10.0, 10.5, 59.0, 60.0, 61.0, 10.0, 61.0, 9.0, 10.0), start=1):
+        before = state.changes
+        state.update("steering_rate", value, float(t))
+        counted.append(state.changes - before)
+    # 5 -> 6 stays below 10, 10.5 -> 59 between; every other step moves to another cell.
+    assert counted == [0, 1, 1, 0, 1, 1, 1, 1, 1, 1]
+
+
+BANDS = StateConfig(bands=(("low", 32.0), ("mid", 80.0), ("high", math.inf)), band_hysteresis=2.0, dwell_s=1.5)
+
+
+@pytest.mark.parametrize(
+    ("drive", "bands"),
+    [
+        # Starting high and slowing at once: the dwell starts at the first slower sample.
+        ([(0.0, 100.0), (2.0, 50.0), (3.5, 50.0)], ["high", "high", "mid"]),
+        # Right after one dwell ends, slowing further starts the next one.
+        ([(0.0, 100.0), (2.0, 50.0), (3.5, 50.0), (5.0, 20.0), (6.5, 20.0)], ["high", "high", "mid", "mid", "low"]),
+        # Up a band at once, then slowing at once: a dwell from that sample.
+        ([(0.0, 20.0), (1.0, 40.0), (1.5, 25.0), (3.0, 25.0)], ["low", "mid", "mid", "low"]),
+        # Holding the band between dwells: each dwell starts afresh.
+        ([(0.0, 40.0), (1.0, 25.0), (2.0, 40.0), (3.0, 25.0), (4.4, 25.0), (4.5, 25.0)], ["mid", "mid", "mid", "mid", "mid", "low"]),
+    ],
+)
+def test_a_lower_speed_band_waits_the_dwell_from_every_side(drive: list[tuple[float, float]], bands: list[str]) -> None:
+    state = VehicleState({"speed": 10.0}, BANDS)
+    seen = []
+    for t, speed in drive:
+        state.update("speed", speed, t)
+        seen.append(state.snapshot(t).values["speed_band"])
+    assert seen == bands
+
+
+def test_the_engine_warns_of_each_workload_trigger_the_car_cannot_feed(tmp_path: Path) -> None:
+    from safety import Engine
+
+    profile = tmp_path / "car.yaml"
+    profile.write_text(
+        f"dbc: {ROOT / 'dbc' / 'demo_sedan.dbc'}\n"
+        "signals:\n"
+        "  speed: {message: VEHICLE_SPEED, signal: VehicleSpeed, max_age_ms: 300}\n"
+        "  gear: {message: TRANSMISSION, signal: GearPosition, map: {PARK: P, REVERSE: R, NEUTRAL: N, DRIVE: D, SPORT: D}}\n"
+    )
+    engine = Engine.load(profile, DEFAULT_POLICY)
+    # The default policy's triggers read steering_angle, steering_rate, gear and turn_signal.
+    assert [w for w in engine.warnings if w.startswith("policy workload trigger")] == [
+        f"policy workload trigger on '{name}' is ignored: the vehicle profile does not provide it"
+        for name in ("steering_angle", "steering_rate", "turn_signal")
+    ]
