@@ -18,6 +18,7 @@ from typing import Any
 from safety.engine.engine import Engine
 from safety.model.decision import Outcome
 from safety.replay.columnar import timeline_lines
+from safety.replay.deferrals import DEFAULT_TTL_S, deferrals
 from safety.replay.timeline import ReplaySummary
 
 # Band colours: outcomes from permissive to restrictive, then the driving states and workloads.
@@ -48,6 +49,7 @@ class DriveReport:
     other: list[dict[str, Any]] | None = None
     other_summary: ReplaySummary | None = None
     probes: list[str] = field(default_factory=list)
+    ttl_s: dict[str, float] = field(default_factory=dict)  # per probe: how long a deferral is queued
 
 
 def replay_for_report(
@@ -64,7 +66,8 @@ def replay_for_report(
     other_summary: ReplaySummary | None = None
     if compare is not None:
         other, other_summary = timeline_lines(Engine.load(vehicle, compare), log, probes, sample_every, reasons=True)
-    return DriveReport(str(log), lines, summary, other, other_summary, [str(p["id"]) for p in probes])
+    ttl_s = {str(p["id"]): float(p.get("ttl_ms", DEFAULT_TTL_S * 1000.0)) / 1000.0 for p in probes}
+    return DriveReport(str(log), lines, summary, other, other_summary, [str(p["id"]) for p in probes], ttl_s)
 
 
 def _band(values: list[Any]) -> list[int]:
@@ -179,14 +182,39 @@ def summary_tables(drive: DriveReport) -> str:
     for probe in drive.probes:
         seconds = s.outcome_seconds.get(probe, {})
         counts = s.outcome_counts.get(probe, {})
-        rows.append([probe, *(f"{seconds.get(o, 0.0):.1f}" for o in outcomes), sum(counts.values())])
+        ttl = drive.ttl_s.get(probe, DEFAULT_TTL_S)
+        held = deferrals(drive.lines, probe, ttl, s.last_time) if drive.lines else None
+        queue = (
+            ["", "", "", "", ""]
+            if held is None
+            else [
+                f"{held.queued} (ttl {ttl:g} s)",
+                held.released,
+                held.expired,
+                held.pending,
+                "" if held.median_wait is None else f"{held.median_wait:.1f}",
+            ]
+        )
+        rows.append([probe, *(f"{seconds.get(o, 0.0):.1f}" for o in outcomes), sum(counts.values()), *queue])
     span = 0.0 if s.first_time is None or s.last_time is None else s.last_time - s.first_time
     parts = [
         f"<p>frames read {s.frames_read:,}, decoded {s.frames_decoded:,}, bad lines {len(s.log_errors)}; "
         f"log time {span:.1f} s; time in driving state: "
         + html.escape(", ".join(f"{k} {v:.1f} s" for k, v in sorted(s.state_seconds.items())))
         + "</p>",
-        _table(["probe", *(f"{o} (s)" for o in outcomes), "outcome periods"], rows),
+        _table(
+            [
+                "probe",
+                *(f"{o} (s)" for o in outcomes),
+                "outcome periods",
+                "deferrals queued",
+                "released",
+                "expired",
+                "pending at the end",
+                "median wait (s)",
+            ],
+            rows,
+        ),
     ]
     integrity = {**{f"implausible {k}": v for k, v in s.implausible.items()}, **{f"integrity {k}": v for k, v in s.integrity.items()}}
     if integrity:

@@ -78,7 +78,11 @@ def test_the_report_renders_offline_with_every_trace(drive_log: Path, tmp_path: 
                   "video", "critical-call", "video (OLD)", "video differs", "time unknown per signal, by cause (s)"):
         assert f">{label}<" in dom, label
     # The summary table: time per outcome for every probe.
-    assert "<th>probe</th><th>allow (s)</th><th>degrade (s)</th><th>defer (s)</th><th>deny (s)</th>" in dom
+    assert (
+        "<th>probe</th><th>allow (s)</th><th>degrade (s)</th><th>defer (s)</th><th>deny (s)</th><th>outcome periods</th>"
+        "<th>deferrals queued</th><th>released</th><th>expired</th><th>pending at the end</th><th>median wait (s)</th>"
+    ) in dom
+    assert "(ttl 60 s)</td>" in dom  # the built-in probes give no ttl_ms: a minute
     # A screenshot, in the test's output folder, for a person to look at.
     shot = tmp_path / "report.png"
     chromium(page, f"--screenshot={shot}")
