@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from safety.decide.evaluate import MAX_WORLDS, Evaluator, Verdict
 from safety.model.decision import Outcome
 from safety.policy import load_policy
@@ -62,3 +64,19 @@ def test_a_rule_that_may_hold_at_the_defaults_rank_is_decided_with_the_default(t
     # Past MAX_WORLDS, 'never' only may hold; the default (deny) is as restrictive: both decide.
     verdict = Evaluator(_crowded(tmp_path, 8, 120, default="deny")).evaluate(MOVING, REQUEST)
     assert verdict == Verdict(Outcome.DENY, ("never",), "no world; no rule matched; the policy's default is deny", {})
+
+
+def test_the_verdict_cache_never_holds_more_than_its_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The limit made small (it is 65,536): every distinct cell of a text length is a new entry.
+    from safety.decide import evaluate
+
+    monkeypatch.setattr(evaluate, "_MAX_CACHE", 4)
+    rules = "".join(f"  - {{id: over-{i}, ref: t, when: {{text_length: {{gt: {i}}}}}, outcome: deny}}\n" for i in range(10))
+    evaluator = Evaluator(policy(tmp_path, "allow", rules))
+    sizes = []
+    for length in range(11):  # 0 to 9 each a threshold of its own, 10 above them all
+        verdict = evaluator.verdict(MOVING, {**REQUEST, "text_length": length})
+        assert verdict.outcome is (Outcome.DENY if length > 0 else Outcome.ALLOW)
+        sizes.append(len(evaluator._cache))
+    # Full at 4: cleared before the fifth entry, so never more than 4.
+    assert sizes == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3]
