@@ -153,6 +153,18 @@ def test_a_block_of_the_common_shape_is_parsed_by_numpy() -> None:
         (1700000000.0001, 0x0B4, False, b"\x01\x02", "can0", False, False, False, False, False),
         (1700000000.0002, 0x18FEF100, True, bytes.fromhex("AABBCCDDEEFF0011"), "can1", False, False, False, False, False),
     ]
+    # Lines laid out alike are read as a character matrix, a field per column range.
+    import numpy as np
+
+    from safety.io.columns import uniform_block_columns
+
+    alike = "(1700000000.000100) can0 0B4#0102 R\n(1700000000.000200) can1 0B5#AABB T\n"
+    matrix = uniform_block_columns(np.frombuffer(alike.encode(), dtype=np.uint8).reshape(2, -1))
+    assert matrix is not None
+    assert [tuple(f)[:5] for f in matrix.frames(range(2))] == [
+        (1700000000.0001, 0x0B4, False, b"\x01\x02", "can0"),
+        (1700000000.0002, 0x0B5, False, b"\xaa\xbb", "can1"),
+    ]
     # Anything else goes line by line: an FD frame, a remote frame, a tab.
     for odd in ("(1700000000.000100) can0 0B4##10102\n", "(1700000000.000100) can0 0B4#R\n", "(1700000000.000100)\tcan0 0B4#01\n"):
         assert candump_block_columns(odd) is None
@@ -270,3 +282,42 @@ def test_progress_shows_on_a_terminal_only_and_not_with_quiet(tmp_path: Path, dr
     assert "\rreplay " not in quiet and "frames read: 207808" in quiet
     piped = subprocess.run(command, capture_output=True, text=True, check=False)
     assert "\r" not in piped.stderr
+
+
+# Blocks whose lines share a length, mostly a layout: the character-matrix reading must accept
+# only what the general reading accepts, and give the same columns.
+_uniform_line = st.builds(
+    lambda s, u, ch, i, d, tail: f"({s:010d}.{u:06d}) {ch} {i}#{d}{tail}",
+    st.integers(0, 9_999_999_999),
+    st.integers(0, 999_999),
+    st.sampled_from(["can0", "can1", "vca0"]),
+    st.one_of(st.text("0123456789ABCDEFabcdef", min_size=3, max_size=3), st.text("0123456789ABCDEF#", min_size=8, max_size=8)),
+    st.one_of(st.text("0123456789abcdefABCDEF", min_size=16, max_size=16), st.text("0123456789ABCDEFRG# ", min_size=16, max_size=16)),
+    st.sampled_from(["", "", " R", " T", " x"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_uniform_line, min_size=1, max_size=30))
+def test_lines_read_as_a_matrix_give_what_the_general_reading_gives(lines: list[str]) -> None:
+    import numpy as np
+
+    from safety.io.columns import _general_block_columns, uniform_block_columns
+
+    block = "".join(line + "\n" for line in lines)
+    raw = np.frombuffer(block.encode("ascii"), dtype=np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    general = _general_block_columns(raw, ends)
+    if len({len(line) for line in lines}) == 1:
+        matrix = uniform_block_columns(raw.reshape(len(lines), len(lines[0]) + 1))
+        if matrix is not None:
+            assert general is not None
+            assert [tuple(f) for f in matrix.frames(range(len(lines)))] == [tuple(f) for f in general.frames(range(len(lines)))]
+        elif general is not None:
+            # Only lines laid out differently may be left to the general reading.
+            layouts = {(line.index(" ", 20), line.index("#", 20), line.endswith((" R", " T", " x"))) for line in lines}
+            assert len(layouts) > 1, lines
+    combined = candump_block_columns(block)
+    assert (combined is None) == (general is None)
+    if combined is not None and general is not None:
+        assert [tuple(f) for f in combined.frames(range(len(lines)))] == [tuple(f) for f in general.frames(range(len(lines)))]
