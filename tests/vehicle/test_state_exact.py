@@ -87,3 +87,28 @@ def test_the_engine_warns_of_each_workload_trigger_the_car_cannot_feed(tmp_path:
         f"policy workload trigger on '{name}' is ignored: the vehicle profile does not provide it"
         for name in ("steering_angle", "steering_rate", "turn_signal")
     ]
+
+
+def test_a_sample_without_a_value_says_whether_the_dbc_marked_it() -> None:
+    state = VehicleState({"speed": 1.0, "gear": 1.0})
+    state.update("speed", None, 1.0, invalid=True)  # the DBC's not-available value
+    state.update("gear", None, 1.0)  # no value, no reason given
+    unknown = state.snapshot(1.0).unknown
+    assert (unknown["speed"], unknown["gear"]) == ("invalid value (DBC marks it not available)", "invalid value")
+    assert state.counters.invalid == {"speed": 1}
+
+
+def test_rejected_samples_confirm_a_new_level_only_if_they_agree_at_the_rate_limit() -> None:
+    # Speed may change 40 km/h per second (+ a small tolerance).  At 50 km/h, samples of 100, 110
+    # and 120 a hundredth of a second apart are each 10 km/h from the one before: they do not
+    # agree with each other (0.4 km/h allowed in 0.01 s), so none confirms a new level.
+    state = VehicleState({"speed": 1.0})
+    state.update("speed", 50.0, 0.0)
+    for k, value in enumerate((100.0, 110.0, 120.0, 130.0), start=1):
+        state.update("speed", value, k * 0.01)
+    assert state.snapshot(0.04).values["speed"] == 50.0
+    assert state.counters.implausible == {"speed": 4}
+    # Three that agree (the same level) do confirm it: a re-initialised sensor, not a glitch.
+    for k in range(3):
+        state.update("speed", 100.0, 0.05 + k * 0.01)
+    assert state.snapshot(0.07).values["speed"] == 100.0
