@@ -49,9 +49,10 @@ def configured_modules() -> list[str]:
     return list(config["tool"]["mutmut"]["only_mutate"])
 
 
-def mutmut(*args: str) -> int:
+def mutmut(*args: str, quiet: bool = False) -> int:
     """Run mutmut in the project root (it works in ./mutants); its exit code."""
-    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=ROOT, check=False).returncode
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=ROOT, check=False, stdout=out, stderr=out).returncode
 
 
 def children_args(children: int | None) -> list[str]:
@@ -242,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         if args.sample:
             # Generate the mutants (and mutmut's test map) without running any, then pick some.
-            mutmut("run", "__generate_only__")
+            # (mutmut has no such command: it generates, finds no mutant of that name and stops.)
+            mutmut("run", "__generate_only__", quiet=True)
             every = sorted(n for codes in load_results(modules).values() for n in codes)
             names = set(random.Random(args.seed).sample(every, min(args.sample, len(every))))
             mutmut("run", *children_args(args.children), *sorted(names))
