@@ -112,3 +112,16 @@ def test_rejected_samples_confirm_a_new_level_only_if_they_agree_at_the_rate_lim
     for k in range(3):
         state.update("speed", 100.0, 0.05 + k * 0.01)
     assert state.snapshot(0.07).values["speed"] == 100.0
+
+
+def test_after_an_invalid_speed_a_clear_standstill_counts_at_once() -> None:
+    # An invalid speed restarts the standstill hysteresis: the next speed is judged as at start-up,
+    # where only a clear standstill (at or below standstill_on) counts, and at once (no dwell).
+    state = VehicleState({"speed": 1.0, "gear": 1.0}, StateConfig(dwell_s=1.5))
+    state.update("gear", "D", 0.0)
+    state.update("speed", 30.0, 0.0)
+    assert state.snapshot(0.0).driving_state.value == "moving"
+    state.update("speed", None, 0.1, invalid=True)
+    assert state.snapshot(0.1).driving_state.value == "unknown"
+    state.update("speed", 0.0, 0.9)  # 30 km/h less in 0.9 s: within the jump limit
+    assert state.snapshot(0.9).driving_state.value == "stationary"
