@@ -350,23 +350,16 @@ def _general_block_columns(raw: npt.NDArray[np.uint8], ends: npt.NDArray[np.intp
         return None
     nibbles = np.where(data_mask, nibbles, 0)
     payload = ((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).astype(np.uint8)
-    # The channel name (at most 8 bytes) as one number: a log usually has one or two.
+    # Each line's channel name (at most 8 bytes).
     name_bytes = raw[(stamp_end + 1)[:, None] + np.arange(channel_width)]
-    codes = name_bytes.astype(np.uint64) @ (np.uint64(256) ** np.arange(channel_width, dtype=np.uint64))
-    if (codes == codes[0]).all():
-        channels: I32 = np.zeros(n, dtype=np.int32)
-        names = [name_bytes[0]]
-    else:
-        unique, inverse = np.unique(codes, return_inverse=True)
-        channels = inverse.reshape(-1).astype(np.int32)
-        names = [name_bytes[np.argmax(codes == code)] for code in unique]
+    channels, channel_names = _channel_columns(name_bytes)
     return FrameColumns(
         stamps=stamps,
         ids=ids,
         extended=long,
         special=np.zeros(n, dtype=np.bool_),
         channels=channels,
-        channel_names=tuple(bytes(row).decode("ascii") for row in names),
+        channel_names=channel_names,
         _payload=payload,
         _lengths=(digits // 2).astype(np.uint8),
     )
@@ -432,22 +425,26 @@ def uniform_block_columns(lines: npt.NDArray[np.uint8]) -> FrameColumns | None:
         return None
     payload = np.zeros((n, 8), dtype=np.uint8)
     payload[:, : digits // 2] = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
-    name_bytes = lines[:, width + 1 : channel_end]
-    if (name_bytes == name_bytes[0]).all():
-        channels: I32 = np.zeros(n, dtype=np.int32)
-        names = [name_bytes[0]]
-    else:
-        codes = name_bytes.astype(np.uint64) @ (np.uint64(256) ** np.arange(channel_width, dtype=np.uint64))
-        unique, inverse = np.unique(codes, return_inverse=True)
-        channels = inverse.reshape(-1).astype(np.int32)
-        names = [name_bytes[np.argmax(codes == code)] for code in unique]
+    channels, channel_names = _channel_columns(lines[:, width + 1 : channel_end])
     return FrameColumns(
         stamps=(grid @ weights) / 1e6,
         ids=ids,
         extended=extended,
         special=np.zeros(n, dtype=np.bool_),
         channels=channels,
-        channel_names=tuple(bytes(row).decode("ascii") for row in names),
+        channel_names=channel_names,
         _payload=payload,
         _lengths=np.full(n, digits // 2, dtype=np.uint8),
     )
+
+
+def _channel_columns(name_bytes: npt.NDArray[np.uint8]) -> tuple[I32, tuple[str | None, ...]]:
+    """Each line's channel (the bytes of its name, a row each, at most 8) as an index into the
+    names: a log usually has one or two, so the name is one number while they are told apart."""
+    n, width = name_bytes.shape
+    if (name_bytes == name_bytes[0]).all():
+        return np.zeros(n, dtype=np.int32), (bytes(name_bytes[0]).decode("ascii"),)
+    codes = name_bytes.astype(np.uint64) @ (np.uint64(256) ** np.arange(width, dtype=np.uint64))
+    unique, inverse = np.unique(codes, return_inverse=True)
+    names = tuple(bytes(name_bytes[np.argmax(codes == code)]).decode("ascii") for code in unique)
+    return inverse.reshape(-1).astype(np.int32), names
