@@ -25,6 +25,7 @@ from safety.errors import DriveGateError
 from safety.fleet.intervals import decision_rows
 from safety.model.decision import Outcome
 from safety.replay.columnar import timeline_lines
+from safety.replay.deferrals import DEFAULT_TTL_S, deferrals
 from safety.vehicle.profile import load_profile
 
 ROW_FIELDS = ("log", "probe", "start", "end", "outcome", "rules", "other_outcome")
@@ -58,6 +59,8 @@ class LogResult:
     # restrictively than the other policy.
     looser_seconds: dict[str, float] = field(default_factory=dict)
     stricter_seconds: dict[str, float] = field(default_factory=dict)
+    # Per probe: the deferrals the engine's queue would have held (safety.replay.deferrals).
+    deferrals: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         """Everything but the rows (JSON-ready)."""
@@ -87,6 +90,16 @@ def replay_log(job: FleetJob) -> LogResult:
     result.frames_read, result.frames_decoded = summary.frames_read, summary.frames_decoded
     result.seconds = end - (summary.first_time or end)
     result.outcome_seconds = summary.outcome_seconds
+    for probe in job.probes:
+        ttl = float(probe.get("ttl_ms", DEFAULT_TTL_S * 1000.0)) / 1000.0
+        held = deferrals(lines, str(probe["id"]), ttl, end)
+        if held.queued:
+            result.deferrals[str(probe["id"])] = {
+                "queued": held.queued,
+                "released": held.released,
+                "expired": held.expired,
+                "pending": held.pending,
+            }
     for row in result.rows:
         other_outcome = row["other_outcome"]
         if other_outcome is None or other_outcome == row["outcome"]:
@@ -158,7 +171,12 @@ class FleetSummary:
         outcomes: dict[str, dict[str, float]] = {}
         looser: dict[str, float] = {}
         stricter: dict[str, float] = {}
+        held: dict[str, dict[str, int]] = {}
         for f in self.figures:
+            for probe, counts in f.get("deferrals", {}).items():  # figures of an older run may lack them
+                mine_held = held.setdefault(probe, {})
+                for kind, n in counts.items():
+                    mine_held[kind] = mine_held.get(kind, 0) + n
             for probe, per in f["outcome_seconds"].items():
                 mine = outcomes.setdefault(probe, {})
                 for outcome, s in per.items():
@@ -176,6 +194,7 @@ class FleetSummary:
             "outcome_seconds": outcomes,
             "looser_seconds": looser if self.compare else None,
             "stricter_seconds": stricter if self.compare else None,
+            "deferrals": held,
         }
 
     def format(self) -> str:
@@ -194,6 +213,13 @@ class FleetSummary:
             if self.compare:
                 row += f"{'':10s}{t['looser_seconds'].get(probe, 0.0) / 3600:10.3f}{t['stricter_seconds'].get(probe, 0.0) / 3600:10.3f}"
             out.append(row)
+        if t["deferrals"]:
+            out.append("deferrals the queue would have held (queued: released, expired, pending at the end):")
+            for probe, held in t["deferrals"].items():
+                out.append(
+                    f"  {probe}: {held.get('queued', 0)}: {held.get('released', 0)}, {held.get('expired', 0)}, "
+                    f"{held.get('pending', 0)}"
+                )
         for log, error in self.failed[:10]:
             out.append(f"failed: {log}: {error}")
         if len(self.failed) > 10:

@@ -6,6 +6,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT, shared
 from safety import Engine
 from safety.fleet.intervals import decision_rows
 from safety.io.logs import read_log
+from safety.replay.columnar import timeline_lines
+from safety.replay.deferrals import DEFAULT_TTL_S, deferrals
 from safety.replay.timeline import BUILTIN_PROBES, Timeline
 
 distributed = pytest.importorskip("distributed", reason="the fleet extra is not installed")
@@ -102,6 +105,16 @@ def test_every_row_is_the_single_process_replay_and_a_second_run_skips(client: A
     totals = json.loads((out / "summary.json").read_text())
     assert totals["replayed"] == 3 and totals["failed"] == 2 and totals["frames"] == 3 * 51952
     assert totals["looser_seconds"]  # speed-bands is looser than default somewhere on these drives
+    # The deferrals the engine's queue would have held, per probe, summed over the drives.
+    held: dict[str, Counter[str]] = {}
+    for log in drives:
+        lines, replayed = timeline_lines(Engine.load(DEMO_VEHICLE, SPEED_BANDS), log, BUILTIN_PROBES)
+        for probe in BUILTIN_PROBES:
+            found = deferrals(lines, probe["id"], DEFAULT_TTL_S, replayed.last_time)
+            if found.queued:
+                counts = held.setdefault(probe["id"], Counter())
+                counts.update(queued=found.queued, released=found.released, expired=found.expired, pending=found.pending)
+    assert held and totals["deferrals"] == {probe: {k: counts[k] for k in ("queued", "released", "expired", "pending")} for probe, counts in held.items()}
 
     # Resumable: nothing done again; the parts are not rewritten.
     parts = {p.name: p.stat().st_mtime_ns for p in (out / "parts").iterdir()}
