@@ -80,3 +80,29 @@ def test_the_verdict_cache_never_holds_more_than_its_limit(tmp_path: Path, monke
         sizes.append(len(evaluator._cache))
     # Full at 4: cleared before the fifth entry, so never more than 4.
     assert sizes == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3]
+
+
+NEVER_IN_ANY_WORLD = "  - {id: never, ref: t, when: {all: [{workload: high}, {workload: low}]}, outcome: deny, reason: no world}\n"
+WORKLOAD_UNKNOWN = {"driving_state": "moving", "workload": None}
+
+
+def test_two_worlds_are_each_decided(tmp_path: Path) -> None:
+    # The workload unknown: low or high, and no world has both.
+    p = policy(tmp_path, "allow", NEVER_IN_ANY_WORLD)
+    assert p.representatives["workload"] == ("low", "high")
+    verdict = Evaluator(p).evaluate(WORKLOAD_UNKNOWN, {**REQUEST, "text_length": 10})
+    assert verdict == Verdict(
+        Outcome.ALLOW,
+        (),
+        "no rule matched; the policy's default is allow [unknown: workload; treated as the most demanding driving]",
+        {},
+    )
+
+
+def test_exactly_max_worlds_are_each_decided(tmp_path: Path) -> None:
+    # 2 workloads x 2,048 apps (2,047 named, and any other) = 4,096 worlds, the most decided one by one.
+    apps = ", ".join(f"app-{i}" for i in range(2047))
+    p = policy(tmp_path, "allow", f"  - {{id: apps, ref: t, when: {{app: {{in: [{apps}]}}}}, outcome: allow}}\n{NEVER_IN_ANY_WORLD}")
+    assert len(p.representatives["app"]) * len(p.representatives["workload"]) == MAX_WORLDS
+    request = {k: v for k, v in REQUEST.items() if k != "app"} | {"text_length": 10}
+    assert Evaluator(p).evaluate(WORKLOAD_UNKNOWN, request).outcome is Outcome.ALLOW

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import DEFAULT_POLICY, ROOT
 
-from safety.vehicle.state import StateConfig, VehicleState
+from safety.vehicle.state import StateConfig, Trigger, VehicleState
 
 
 def test_the_snapshot_as_a_dict_names_every_field() -> None:
@@ -125,3 +125,20 @@ def test_after_an_invalid_speed_a_clear_standstill_counts_at_once() -> None:
     assert state.snapshot(0.1).driving_state.value == "unknown"
     state.update("speed", 0.0, 0.9)  # 30 km/h less in 0.9 s: within the jump limit
     assert state.snapshot(0.9).driving_state.value == "stationary"
+
+
+def test_workload_reads_every_trigger_the_car_feeds_and_gives_no_reason_when_known() -> None:
+    # The first trigger reads a signal this car does not have: the others still count.
+    triggers = (Trigger("steering_angle", on=90.0, off=45.0, use_abs=True), Trigger("turn_signal", values=frozenset({"left"})))
+    state = VehicleState({"speed": 1.0, "gear": 1.0, "turn_signal": 1.0}, StateConfig(triggers=triggers, hold_s=2.0))
+    state.update("gear", "D", 0.0)
+    state.update("speed", 50.0, 0.0)
+    state.update("turn_signal", "none", 0.0)
+    low = state.snapshot(0.0)
+    assert low.workload.value == "low" and "workload" not in low.unknown
+    state.update("turn_signal", "left", 0.5)
+    high = state.snapshot(0.5)
+    assert high.workload.value == "high" and "workload" not in high.unknown
+    state.update("turn_signal", "none", 0.9)
+    held = state.snapshot(1.0)  # the hold (2 s after the last trigger) keeps it high
+    assert held.workload.value == "high" and "workload" not in held.unknown
