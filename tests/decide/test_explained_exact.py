@@ -44,7 +44,10 @@ def test_an_explained_decision_carries_what_the_plain_one_carries() -> None:
         plain = DecisionPipeline(engine.policy).decide(values, asked, 10.0, budgets=True)
         explained = DecisionPipeline(engine.policy).decide(values, asked, 10.0, budgets=True, explain=True)
         assert (explained.problem, explained.adjustment, explained.met) == (plain.problem, plain.adjustment, plain.met)
-        assert explained.decision.reason.splitlines()[0] == plain.decision.reason
+        mine, theirs = explained.decision.to_dict(), plain.decision.to_dict()
+        assert mine.pop("reason").startswith(theirs.pop("reason") + "\n")
+        assert mine == theirs  # outcome, rules, constraints, policy hash, state time, request id
+        assert theirs["state_time"] == 10.0 and theirs["request_id"] == asked.get("id")
     assert plain.met == {"modality": "voice"}
     DemoCar(engine).hold(10.0, 14.0, speed=50.0, gear="D", angle=0.0, parking_brake="RELEASED")  # straight on, past the hold
     values = engine.state(now=14.0).values
