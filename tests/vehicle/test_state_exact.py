@@ -142,3 +142,20 @@ def test_workload_reads_every_trigger_the_car_feeds_and_gives_no_reason_when_kno
     state.update("turn_signal", "none", 0.9)
     held = state.snapshot(1.0)  # the hold (2 s after the last trigger) keeps it high
     assert held.workload.value == "high" and "workload" not in held.unknown
+
+
+def test_a_value_that_is_not_a_number_says_so() -> None:
+    state = VehicleState({"speed": 1.0})
+    state.update("speed", math.nan, 1.0)
+    assert state.snapshot(1.0).unknown["speed"] == "implausible value nan"
+    assert state.counters.implausible == {"speed": 1}
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.25])
+def test_the_jump_limit_holds_from_the_accepted_samples_time_to_its_staleness_limit(gap: float) -> None:
+    # Both ends of the window count: the same instant, and exactly max_age later (0.25 s, exact in binary).
+    state = VehicleState({"speed": 0.25})
+    state.update("speed", 50.0, 1.0)
+    state.update("speed", 100.0, 1.0 + gap)  # 50 km/h more: far over 40 km/h per second
+    assert state.snapshot(1.0 + gap).values["speed"] == 50.0
+    assert state.counters.implausible == {"speed": 1}
