@@ -159,3 +159,30 @@ def test_the_jump_limit_holds_from_the_accepted_samples_time_to_its_staleness_li
     state.update("speed", 100.0, 1.0 + gap)  # 50 km/h more: far over 40 km/h per second
     assert state.snapshot(1.0 + gap).values["speed"] == 50.0
     assert state.counters.implausible == {"speed": 1}
+
+
+def test_samples_with_no_valid_time_are_each_counted_and_a_plain_reason_counts_nothing() -> None:
+    state = VehicleState({"speed": 1.0, "gear": 1.0})
+    state.update("speed", 10.0, math.nan)
+    state.update("speed", 10.0, math.inf)
+    assert state.counters.bad_time == {"speed": 2}
+    state.update("gear", None, 1.0, reason="a reason given, no counter named")
+    assert state.snapshot(1.0).unknown["gear"] == "a reason given, no counter named"
+    assert (state.counters.truncated, state.counters.integrity) == ({}, {})
+
+
+def test_a_confirmed_new_level_is_the_anchor_for_the_next_samples() -> None:
+    # Late in a drive (t ~ 100 s), three samples at 100 km/h a hundredth of a second apart agree
+    # with each other (0.4 km/h allowed between them) and confirm the level; a sample then far
+    # off it is judged against 100, not taken as a new start.
+    state = VehicleState({"speed": 1.0})
+    state.update("speed", 50.0, 100.0)
+    for k, value in enumerate((100.0, 110.0, 120.0), start=1):
+        state.update("speed", value, 100.0 + k * 0.01)  # 10 km/h apart: they never agree
+    assert state.snapshot(100.03).values["speed"] == 50.0
+    for k in range(3):
+        state.update("speed", 100.0, 100.04 + k * 0.01)
+    assert state.snapshot(100.06).values["speed"] == 100.0
+    state.update("speed", 160.0, 100.07)
+    assert state.snapshot(100.07).values["speed"] == 100.0
+    assert "speed" not in state.snapshot(100.07).unknown
