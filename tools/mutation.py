@@ -4,7 +4,8 @@
     pip install -e '.[mutation]'
     python tools/mutation.py                     # every mutant of the modules in [tool.mutmut]
                                                  # (resumes: results of unchanged functions stand)
-    python tools/mutation.py --sample 40         # a seeded sample across them
+    python tools/mutation.py --sample 40         # a seeded sample across them (in a fresh clone:
+                                                 # it refuses where mutants/ holds results)
     python tools/mutation.py --module safety/vehicle/e2e.py   # one module
     python tools/mutation.py --report            # the report of the last run (mutants/), no run
     python tools/mutation.py --survivors         # the last run's survivors again (after new tests)
@@ -227,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", action="append", help="only this module (repeatable; default: [tool.mutmut])")
     parser.add_argument("--sample", type=int, help="run a seeded sample of this many mutants")
     parser.add_argument("--seed", type=int, default=13, help="the sample's seed (default 13)")
+    parser.add_argument(
+        "--discard",
+        action="store_true",
+        help="let --sample run where mutants/ holds earlier results (they may be lost)",
+    )
     parser.add_argument("--report", action="store_true", help="only report the last run")
     parser.add_argument(
         "--survivors",
@@ -242,6 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     names: set[str] | None = None
     if not args.report:
         if args.sample:
+            held = sum(code is not None for codes in load_results(modules).values() for code in codes.values())
+            if held and not args.discard:
+                # A sample regenerates the mutants; a full run's results (hours) went with it once.
+                print(
+                    f"mutants/ holds {held} results of an earlier run: run --sample in a separate clone "
+                    "(git clone . /tmp/sample), or pass --discard",
+                    file=sys.stderr,
+                )
+                return 2
             # Generate the mutants (and mutmut's test map) without running any, then pick some.
             # (mutmut has no such command: it generates, finds no mutant of that name and stops.)
             mutmut("run", "__generate_only__", quiet=True)

@@ -155,7 +155,7 @@ def _lint_with_progress(path: str, vehicle: VehicleProfile | None, args: argpars
     bar = Progress(f"lint {path}", unit="", quiet=args.quiet)
 
     def shown(stage: str, done: int, total: int) -> None:
-        bar.label, bar.total, bar.unit = f"lint {path}", total or None, stage
+        bar.total, bar.unit = total or None, stage
         bar.update(done)
 
     try:

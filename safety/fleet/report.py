@@ -18,7 +18,7 @@ from typing import Any
 from safety.engine.engine import Engine
 from safety.model.decision import Outcome
 from safety.replay.columnar import timeline_lines
-from safety.replay.deferrals import DEFAULT_TTL_S, deferrals
+from safety.replay.deferrals import DEFAULT_TTL_S, deferrals, probe_ttl_s
 from safety.replay.timeline import ReplaySummary
 
 # Band colours: outcomes from permissive to restrictive, then the driving states and workloads.
@@ -66,7 +66,7 @@ def replay_for_report(
     other_summary: ReplaySummary | None = None
     if compare is not None:
         other, other_summary = timeline_lines(Engine.load(vehicle, compare), log, probes, sample_every, reasons=True)
-    ttl_s = {str(p["id"]): float(p.get("ttl_ms", DEFAULT_TTL_S * 1000.0)) / 1000.0 for p in probes}
+    ttl_s = {str(p["id"]): probe_ttl_s(p) for p in probes}
     return DriveReport(str(log), lines, summary, other, other_summary, [str(p["id"]) for p in probes], ttl_s)
 
 

@@ -25,7 +25,7 @@ from safety.errors import DriveGateError
 from safety.fleet.intervals import decision_rows
 from safety.model.decision import Outcome
 from safety.replay.columnar import timeline_lines
-from safety.replay.deferrals import DEFAULT_TTL_S, deferrals
+from safety.replay.deferrals import deferrals, probe_ttl_s
 from safety.vehicle.profile import load_profile
 
 ROW_FIELDS = ("log", "probe", "start", "end", "outcome", "rules", "other_outcome")
@@ -91,8 +91,7 @@ def replay_log(job: FleetJob) -> LogResult:
     result.seconds = end - (summary.first_time or end)
     result.outcome_seconds = summary.outcome_seconds
     for probe in job.probes:
-        ttl = float(probe.get("ttl_ms", DEFAULT_TTL_S * 1000.0)) / 1000.0
-        held = deferrals(lines, str(probe["id"]), ttl, end)
+        held = deferrals(lines, str(probe["id"]), probe_ttl_s(probe), end)
         if held.queued:
             result.deferrals[str(probe["id"])] = {
                 "queued": held.queued,

@@ -12,8 +12,9 @@ A deferral still queued when the drive ends is *pending*.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from safety.replay.steps import Line
 
@@ -21,6 +22,13 @@ from safety.replay.steps import Line
 DEFAULT_TTL_S = 60.0
 
 _PERMITTED = frozenset({"allow", "degrade"})
+
+
+def probe_ttl_s(probe: Mapping[str, Any]) -> float:
+    """The time to live, in seconds, a deferral of ``probe`` is queued with (its ``ttl_ms``, else
+    :data:`DEFAULT_TTL_S`)."""
+    ttl_ms = probe.get("ttl_ms")
+    return DEFAULT_TTL_S if ttl_ms is None else float(ttl_ms) / 1000.0
 
 
 @dataclass

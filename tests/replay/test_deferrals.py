@@ -13,7 +13,7 @@ from conftest import DEFAULT_POLICY, DEMO_VEHICLE, ROOT
 from safety.decide.budgets import QUEUED
 from safety.engine.engine import Engine
 from safety.replay.columnar import replay_columnar
-from safety.replay.deferrals import Deferrals, deferrals
+from safety.replay.deferrals import DEFAULT_TTL_S, Deferrals, deferrals, probe_ttl_s
 from safety.replay.timeline import BUILTIN_PROBES
 
 
@@ -45,6 +45,12 @@ def test_a_defer_past_the_deadline_queues_again_and_one_queued_at_the_end_is_pen
 def test_never_deferred_is_nothing() -> None:
     assert deferrals(timeline((0.0, "allow"), (1.0, "deny")), "p", ttl_s=1.0) == Deferrals()
     assert Deferrals().median_wait is None
+
+
+def test_a_probe_queues_with_its_ttl_else_a_minute() -> None:
+    assert probe_ttl_s({"id": "p", "ttl_ms": 2_500}) == 2.5
+    assert probe_ttl_s({"id": "p", "ttl_ms": 0}) == 0.0
+    assert probe_ttl_s({"id": "p"}) == DEFAULT_TTL_S == 60.0
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +87,7 @@ def test_on_the_demo_drive_the_counts_are_what_the_engines_queue_does(drive_log:
     pending = Counter(request_id for _, request_id in engine.deferred.pending)
     total = Deferrals()
     for probe in probes:
-        found = deferrals(lines, probe["id"], ttl_ms / 1000.0, round(summary.last_time, 6))  # type: ignore[arg-type]
+        found = deferrals(lines, probe["id"], probe_ttl_s(probe), round(summary.last_time, 6))  # type: ignore[arg-type]
         seen = events[probe["id"]]
         assert (found.queued, found.released, found.expired, found.pending) == (
             seen["queued"],
