@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
         description="One task per log on dask.distributed (a local cluster of worker processes, or --scheduler). "
         "Writes DIR/parts/*.parquet (one row per probe and span of the same decision: log, probe, start, end, "
         "outcome, rules, other_outcome with --compare), DIR/summary.json and DIR/errors.jsonl, and prints a "
-        "summary. A log already done for the same inputs is skipped; a log that cannot be read is reported "
+        "summary. A very long candump log is cut into chunks (one task each) that are spliced where their replays "
+        "agree, so its rows are exactly those of a whole replay. A log already done for the same inputs is skipped; a log that cannot be read is reported "
         "and the others go on (exit 1 when any failed). Needs the fleet extra: pip install 'drivegate[fleet]'.",
         examples=(
             "drivegate fleet drives/*.log --vehicle demo-sedan --policy default --out fleet/",
@@ -50,6 +51,21 @@ def register(sub: Any) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", help="an existing Dask scheduler, e.g. tcp://HOST:8786")
     where.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per core)")
+    parser.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cut a candump log of more than about N frames into chunks, one task each, spliced exactly "
+        "(default 4,000,000; 0: never)",
+    )
+    parser.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="frames of warm-up and run-on shared by neighbouring chunks (default 400,000; under half a chunk)",
+    )
     parser.add_argument("--report", action="store_true", help="also write DIR/report.html over the whole fleet (plotly)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar on a terminal")
     parser.set_defaults(run=run)
@@ -64,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_UNUSABLE
-    from safety.fleet.run import FleetJob, dask_submit, job_keys, read_manifest, run_fleet
+    from safety.fleet.run import FleetJob, chunk_planner, dask_submit, job_keys, read_manifest, run_fleet
+    from safety.replay.chunks import DEFAULT_CHUNK_FRAMES, DEFAULT_OVERLAP_FRAMES
 
     logs = list(args.logs)
     if args.manifest is not None:
@@ -75,6 +92,14 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print("drivegate fleet: --workers must be at least 1", file=sys.stderr)
         return EXIT_UNUSABLE
+    chunk_frames = DEFAULT_CHUNK_FRAMES if args.chunk_frames is None else args.chunk_frames
+    overlap = args.chunk_overlap
+    if overlap is None:
+        overlap = min(DEFAULT_OVERLAP_FRAMES, max(1, (chunk_frames - 1) // 2))
+    if chunk_frames < 0 or (chunk_frames and not 1 <= overlap < chunk_frames / 2):
+        print("drivegate fleet: --chunk-overlap must be at least 1 and under half of --chunk-frames", file=sys.stderr)
+        return EXIT_UNUSABLE
+    chunking = chunk_planner(chunk_frames, overlap, min(2_000, overlap)) if chunk_frames else None
     from safety.engine.engine import Engine
 
     Engine.load(args.vehicle, args.policy)  # unusable inputs fail here, before a cluster starts
@@ -111,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(frames=f"{frames:,}", refresh=False)
 
     try:
-        summary = run_fleet(jobs, args.out, dask_submit(client), compare=compare is not None, on_result=on_result)
+        summary = run_fleet(
+            jobs, args.out, dask_submit(client), compare=compare is not None, on_result=on_result, chunking=chunking
+        )
     finally:
         bar.close()
         client.close()

@@ -2,7 +2,10 @@
 
 Each log is one task (:func:`replay_log`, run on a worker process): the columnar replay under
 the policy (and, with ``compare``, under the other policy too), turned into decision intervals
-(:func:`safety.fleet.intervals.decision_rows`).  The driver writes each log's rows to
+(:func:`safety.fleet.intervals.decision_rows`).  A very long log is cut into chunks, one task
+each, replayed with a warm-up and spliced where their states agree
+(:mod:`safety.replay.chunks`): the rows are the whole log's, exactly; a log whose chunks never
+agree is replayed whole.  The driver writes each log's rows to
 ``DIR/parts/<key>.parquet`` with its figures beside it (``<key>.json``); the key hashes the
 log (path, size, modification time), the policy, the other policy, the vehicle profile and its
 DBC, the probes and the DriveGate version, so a run started again skips every log already done
@@ -16,14 +19,27 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from safety.engine.engine import Engine
 from safety.errors import DriveGateError
 from safety.fleet.intervals import decision_rows
+from safety.io.logs import format_from_suffix
 from safety.model.decision import Outcome
+from safety.replay.chunks import (
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_EVERY_FRAMES,
+    DEFAULT_OVERLAP_FRAMES,
+    ChunkRun,
+    ChunkSpec,
+    Spliced,
+    estimate_frames,
+    plan_chunks,
+    replay_chunk,
+    splice,
+)
 from safety.replay.columnar import timeline_lines
 from safety.replay.deferrals import deferrals, probe_ttl_s
 from safety.vehicle.profile import load_profile
@@ -41,6 +57,8 @@ class FleetJob:
     compare: str | None
     probes: tuple[Mapping[str, Any], ...]
     key: str
+    chunk: ChunkSpec | None = None  # one chunk of a long log (None: the whole log)
+    chunks: int = 1  # how many chunks the log is cut into
 
 
 @dataclass
@@ -61,14 +79,29 @@ class LogResult:
     stricter_seconds: dict[str, float] = field(default_factory=dict)
     # Per probe: the deferrals the engine's queue would have held (safety.replay.deferrals).
     deferrals: dict[str, dict[str, int]] = field(default_factory=dict)
+    chunks: int = 1  # the tasks it was replayed in (1: whole, also where its chunks never agreed)
 
     def figures(self) -> dict[str, Any]:
         """Everything but the rows (JSON-ready)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rows"}
 
 
-def replay_log(job: FleetJob) -> LogResult:
-    """Replay one log (on a worker): its decision rows and figures, or the error that stopped it."""
+@dataclass
+class ChunkResult:
+    """What a worker sends back for one chunk of a long log: its runs under each policy."""
+
+    log: str
+    key: str
+    index: int
+    runs: list[ChunkRun] = field(default_factory=list)  # the policy's, then the other policy's
+    error: str | None = None
+
+
+def replay_log(job: FleetJob) -> LogResult | ChunkResult:
+    """Replay one log (on a worker): its decision rows and figures, or the error that stopped it;
+    for a chunk of a log (``job.chunk``), that chunk's runs."""
+    if job.chunk is not None:
+        return _replay_chunk(job, job.chunk)
     result = LogResult(job.log, job.key)
     try:
         lines, summary = timeline_lines(Engine.load(job.vehicle, job.policy), job.log, job.probes, rules=True)
@@ -85,11 +118,54 @@ def replay_log(job: FleetJob) -> LogResult:
         first = f": {summary.log_errors[0]}" if summary.log_errors else ""
         result.error = f"{job.log}: no frames read{first}"
         return result
-    end = summary.last_time if summary.last_time is not None else 0.0
+    whole = Spliced(
+        lines,
+        summary.outcome_seconds,
+        summary.frames_read,
+        summary.frames_decoded,
+        summary.first_time,
+        summary.last_time,
+        [],
+    )
+    return _finish(job, whole, other)
+
+
+def _replay_chunk(job: FleetJob, spec: ChunkSpec) -> ChunkResult:
+    result = ChunkResult(job.log, job.key, spec.index)
+    try:
+        result.runs.append(replay_chunk(Engine.load(job.vehicle, job.policy), job.log, job.probes, spec, rules=True))
+        if job.compare is not None:
+            result.runs.append(replay_chunk(Engine.load(job.vehicle, job.compare), job.log, job.probes, spec))
+    except DriveGateError as exc:
+        result.error = str(exc)
+    except Exception as exc:  # as for a whole log
+        result.error = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+def splice_chunks(job: FleetJob, parts: Sequence[ChunkResult]) -> LogResult | None:
+    """The result of a log from every one of its chunks, or None where they cannot be spliced
+    (replay it whole)."""
+    mine = splice([part.runs[0] for part in parts])
+    other = splice([part.runs[1] for part in parts]) if job.compare is not None else None
+    if mine is None or (job.compare is not None and other is None):
+        return None
+    if mine.frames_read == 0:
+        return LogResult(job.log, job.key, error=f"{job.log}: no frames read")
+    result = _finish(job, mine, other.lines if other is not None else None)
+    result.chunks = len(parts)
+    return result
+
+
+def _finish(job: FleetJob, replayed: Spliced, other: list[dict[str, Any]] | None) -> LogResult:
+    """A log's rows and figures from its (whole or spliced) timeline."""
+    result = LogResult(job.log, job.key)
+    lines = replayed.lines
+    end = replayed.last_time if replayed.last_time is not None else 0.0
     result.rows = decision_rows(job.log, lines, end, other)
-    result.frames_read, result.frames_decoded = summary.frames_read, summary.frames_decoded
-    result.seconds = end - (summary.first_time or end)
-    result.outcome_seconds = summary.outcome_seconds
+    result.frames_read, result.frames_decoded = replayed.frames_read, replayed.frames_decoded
+    result.seconds = end - (replayed.first_time or end)
+    result.outcome_seconds = replayed.outcome_seconds
     for probe in job.probes:
         held = deferrals(lines, str(probe["id"]), probe_ttl_s(probe), end)
         if held.queued:
@@ -163,6 +239,8 @@ class FleetSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (log, error)
     figures: list[dict[str, Any]] = field(default_factory=list)  # of every log done (this run or before)
     compare: bool = False
+    chunked: int = 0  # logs replayed this run in chunks, spliced
+    unspliced: int = 0  # logs cut into chunks that never agreed: replayed whole
 
     def totals(self) -> dict[str, Any]:
         frames = sum(f["frames_read"] for f in self.figures)
@@ -194,6 +272,8 @@ class FleetSummary:
             "looser_seconds": looser if self.compare else None,
             "stricter_seconds": stricter if self.compare else None,
             "deferrals": held,
+            "chunked": self.chunked,
+            "unspliced": self.unspliced,
         }
 
     def format(self) -> str:
@@ -202,6 +282,11 @@ class FleetSummary:
             f"fleet: {t['logs']} log(s): {t['replayed']} replayed, {t['skipped']} skipped (done before), "
             f"{t['failed']} failed; {t['frames']:,} frames, {t['log_seconds'] / 3600:.3f} h of log time"
         ]
+        if self.chunked or self.unspliced:
+            out.append(
+                f"long logs: {self.chunked} replayed in chunks and spliced, "
+                f"{self.unspliced} replayed whole (their chunks never agreed)"
+            )
         outcomes = [o.value for o in Outcome]
         header = f"{'probe':16s}" + "".join(f"{o:>10s}" for o in outcomes) + "   (hours)"
         if self.compare:
@@ -250,29 +335,76 @@ def _write_part(parts: Path, result: LogResult) -> None:
     os.replace(partial, parts / f"{result.key}.parquet")  # the part exists only once whole: done
 
 
+Submit = Callable[[Sequence[FleetJob]], Iterable["LogResult | ChunkResult"]]
+
+
 def run_fleet(
     jobs: Sequence[FleetJob],
     out: Path,
-    submit: Callable[[Sequence[FleetJob]], Iterable[LogResult]],
+    submit: Submit,
     *,
     compare: bool = False,
     on_result: Callable[[LogResult], None] | None = None,
+    chunking: Callable[[FleetJob], list[ChunkSpec]] | None = None,
 ) -> FleetSummary:
     """Run the jobs not done yet through ``submit`` (which yields results as they finish), write
-    each result, and summarise every log done.  ``DIR/parts/*.parquet`` together are the rows."""
+    each result, and summarise every log done.  ``DIR/parts/*.parquet`` together are the rows.
+
+    ``chunking`` plans the chunks of a log (:func:`chunk_planner`); a log of more than one is
+    one task per chunk, spliced here, or replayed whole where its chunks never agree.
+    """
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     summary = FleetSummary(logs=len(jobs), compare=compare)
     todo = [job for job in jobs if not (parts / f"{job.key}.parquet").exists()]
     summary.skipped = len(jobs) - len(todo)
-    for result in submit(todo):
+    tasks: list[FleetJob] = []
+    by_key: dict[str, FleetJob] = {}  # the jobs cut into chunks, each with its count
+    for job in todo:
+        specs = chunking(job) if chunking is not None else []
+        if len(specs) > 1:
+            by_key[job.key] = replace(job, chunks=len(specs))
+            tasks += [replace(job, chunk=spec, chunks=len(specs)) for spec in specs]
+        else:
+            tasks.append(job)
+    pieces: dict[str, list[ChunkResult]] = {}
+    failed: set[str] = set()
+    whole_again: list[FleetJob] = []
+
+    def done(result: LogResult) -> None:
         if result.error is not None:
             summary.failed.append((result.log, result.error))
         else:
             _write_part(parts, result)
             summary.replayed += 1
+            if result.chunks > 1:
+                summary.chunked += 1
         if on_result is not None:
             on_result(result)
+
+    for result in submit(tasks):
+        if isinstance(result, LogResult):
+            done(result)
+            continue
+        job = by_key[result.key]
+        if result.key in failed:
+            continue
+        if result.error is not None:
+            failed.add(result.key)
+            done(LogResult(result.log, result.key, error=result.error))
+            continue
+        got = pieces.setdefault(result.key, [])
+        got.append(result)
+        if len(got) == job.chunks:
+            spliced = splice_chunks(job, pieces.pop(result.key))
+            if spliced is None:
+                whole_again.append(replace(job, chunks=1))
+            else:
+                done(spliced)
+    summary.unspliced = len(whole_again)
+    for result in submit(whole_again):
+        assert isinstance(result, LogResult)
+        done(result)
     for job in jobs:
         figures = out / "figures" / f"{job.key}.json"
         if (parts / f"{job.key}.parquet").exists() and figures.exists():
@@ -284,11 +416,37 @@ def run_fleet(
     return summary
 
 
-def dask_submit(client: Any) -> Callable[[Sequence[FleetJob]], Iterable[LogResult]]:
-    """``submit`` for :func:`run_fleet` on a ``distributed.Client``: one task per log, results as they finish."""
+def chunk_planner(
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    overlap: int = DEFAULT_OVERLAP_FRAMES,
+    every: int = DEFAULT_EVERY_FRAMES,
+) -> Callable[[FleetJob], list[ChunkSpec]]:
+    """Plans the chunks of a candump log of more than about ``chunk_frames`` frames (other
+    formats, and compressed logs, are one task each: their frames cannot be counted cheaply)."""
+    # A candump line is at least 20 bytes: a smaller file cannot hold chunk_frames frames.
+    smallest = 20 * chunk_frames
+
+    def plan(job: FleetJob) -> list[ChunkSpec]:
+        path = Path(job.log)
+        if format_from_suffix(path) != "candump" or path.suffix == ".gz":
+            return []
+        try:
+            if path.stat().st_size <= smallest:
+                return []
+            frames = estimate_frames(path)
+        except OSError:
+            return []  # the task reports it
+        return plan_chunks(frames, chunk_frames, overlap, every) if frames > chunk_frames else []
+
+    return plan
+
+
+def dask_submit(client: Any) -> Submit:
+    """``submit`` for :func:`run_fleet` on a ``distributed.Client``: one task per log (or chunk),
+    results as they finish."""
     from distributed import as_completed
 
-    def submit(jobs: Sequence[FleetJob]) -> Iterable[LogResult]:
+    def submit(jobs: Sequence[FleetJob]) -> Iterable[LogResult | ChunkResult]:
         if not jobs:
             return
         futures = client.map(replay_log, list(jobs), pure=False)

@@ -269,6 +269,7 @@ class Timeline:
         self.sample_every = sample_every if sample_every and sample_every > 0 else None
         self.summary = ReplaySummary()
         self.channel = profile_channel(engine)
+        self.run_state: Callable[[], tuple[Any, ...]] = tuple  # the running loop's, once run() starts
 
     def run(self, frames: Iterable[Frame], admit: Callable[[float], float | None] | None = None) -> ReplaySummary:
         """Run ``frames`` through the engine, writing the timeline; the summary.
@@ -300,6 +301,14 @@ class Timeline:
         unknown: Mapping[str, str] = {}
         unknown_since = 0.0
 
+        def run_state() -> tuple[Any, ...]:
+            """What of this loop decides its future lines (a chunked replay compares it, see
+            :mod:`safety.replay.chunks`); counts only add up and are left out."""
+            # ``since`` and ``unknown_since`` only time what is summed (the chunks' splice re-sums it).
+            return (next_sample, state.changes != last_changes, previous, outcomes, driving, t, unknown)
+
+        self.run_state = run_state
+
         def observe(t: float) -> None:
             """Decide the probes on the state at ``t``; write a line when anything changed (or a sample is due)."""
             nonlocal next_sample, last_changes, previous, since, outcomes, driving, unknown, unknown_since
@@ -321,7 +330,7 @@ class Timeline:
                 next_sample = next_sample_after(next_sample, t, sample_every or math.inf)
             if previous is None or sampled or current != previous:
                 if previous is not None:
-                    self._account(driving, outcomes, t - since)
+                    self._account(driving, outcomes, since, t)
                     since = t
                 for probe_id, outcome in new_outcomes.items():
                     if outcomes.get(probe_id) != outcome:
@@ -379,7 +388,7 @@ class Timeline:
         summary.frames_skipped += skipped
         summary.frames_decoded = engine._decoder.frames_decoded
         if previous is not None:
-            self._account(driving, outcomes, t - since)
+            self._account(driving, outcomes, since, t)
             self._account_unknown(unknown, t - unknown_since)
             summary.last_time = t
         summary.implausible = dict(state.counters.implausible)
@@ -401,7 +410,9 @@ class Timeline:
             causes = per_signal.setdefault(name, {})
             causes[cause] = causes.get(cause, 0.0) + seconds
 
-    def _account(self, driving: str, outcomes: Mapping[str, str], seconds: float) -> None:
+    def _account(self, driving: str, outcomes: Mapping[str, str], since: float, until: float) -> None:
+        """Time from ``since`` to ``until`` spent in ``driving`` and with ``outcomes``."""
+        seconds = until - since
         summary = self.summary
         summary.state_seconds[driving] = summary.state_seconds.get(driving, 0.0) + seconds
         for probe_id, outcome in outcomes.items():

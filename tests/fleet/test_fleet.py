@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -24,7 +25,7 @@ from safety.replay.timeline import BUILTIN_PROBES, Timeline
 distributed = pytest.importorskip("distributed", reason="the fleet extra is not installed")
 pq = pytest.importorskip("pyarrow.parquet", reason="the fleet extra is not installed")
 
-from safety.fleet.run import FleetJob, dask_submit, job_keys, run_fleet  # noqa: E402
+from safety.fleet.run import FleetJob, chunk_planner, dask_submit, job_keys, run_fleet  # noqa: E402
 
 SPEED_BANDS = ROOT / "policies" / "speed-bands.yaml"
 RAV4_TSS2 = ROOT / "tests" / "profiles" / "rav4_tss2.yaml"
@@ -144,12 +145,44 @@ def test_real_logs_on_the_cluster(client: Any, tmp_path: Path) -> None:
     assert parquet_rows(out) == expected
 
 
+def test_long_logs_in_chunks_give_every_row_and_figure_of_the_whole_replay(client: Any, drives: list[str], tmp_path: Path) -> None:
+    """Each drive cut into three chunks (one task each on the two workers), spliced: the rows
+    are the single-process replay's and the figures those of a run without chunks."""
+    jobs = jobs_for(drives, DEMO_VEHICLE, SPEED_BANDS, DEFAULT_POLICY)
+    whole = run_fleet(jobs, tmp_path / "whole", dask_submit(client), compare=True)
+    chunked = run_fleet(jobs, tmp_path / "chunked", dask_submit(client), compare=True, chunking=chunk_planner(20_000, 8_000, 200))
+    assert (chunked.replayed, chunked.chunked + chunked.unspliced, len(chunked.failed)) == (3, 3, 0)
+    assert chunked.chunked >= 1
+    expected = sorted(
+        (row for log in drives for row in single_process_rows(log, DEMO_VEHICLE, SPEED_BANDS, DEFAULT_POLICY)),
+        key=lambda r: (r["log"], r["probe"], r["start"]),
+    )
+    assert parquet_rows(tmp_path / "chunked") == expected
+    by_log = {f["log"]: f for f in whole.figures}
+    for figures in chunked.figures:
+        assert figures["chunks"] in (1, 3)
+        assert {k: v for k, v in figures.items() if k != "chunks"} == {k: v for k, v in by_log[figures["log"]].items() if k != "chunks"}
+    assert chunked.format().splitlines()[1] == (
+        f"long logs: {chunked.chunked} replayed in chunks and spliced, {chunked.unspliced} replayed whole (their chunks never agreed)"
+    )
+
+
+def test_chunks_that_never_agree_are_replayed_whole(client: Any, drives: list[str], tmp_path: Path) -> None:
+    """Overlaps of a few seconds: the chunks of the demo drive never agree at one border (a
+    workload hold only one of them saw), so the log is replayed whole: the same rows."""
+    jobs = jobs_for(drives[:1], DEMO_VEHICLE, DEFAULT_POLICY, None)
+    summary = run_fleet(jobs, tmp_path / "out", dask_submit(client), chunking=chunk_planner(10_000, 4_000, 100))
+    assert (summary.replayed, summary.chunked, summary.unspliced) == (1, 0, 1)
+    assert summary.figures[0]["chunks"] == 1
+    assert parquet_rows(tmp_path / "out") == single_process_rows(drives[0], DEMO_VEHICLE, DEFAULT_POLICY, None)
+
+
 def test_cli_on_a_local_cluster_and_a_manifest(drives: list[str], tmp_path: Path) -> None:
     manifest = tmp_path / "month.txt"
     manifest.write_text("# drives of the month\n" + "\n".join(drives) + "\n\n")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "safety.cli", "fleet", "--manifest", str(manifest), "--vehicle", "demo-sedan"]
-    command += ["--policy", "default", "--out", str(out), "--workers", "2"]
+    command += ["--policy", "default", "--out", str(out), "--workers", "2", "--chunk-frames", "30000", "--chunk-overlap", "12000"]
     result = subprocess.run([*command, "--report"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == f"wrote {out / 'report.html'}"
@@ -157,6 +190,9 @@ def test_cli_on_a_local_cluster_and_a_manifest(drives: list[str], tmp_path: Path
     assert 'id="fleet-outcomes"' in page and all(f"<td>{log}</td>" in page for log in drives)
     first = result.stdout.splitlines()[0]
     assert first.startswith("fleet: 3 log(s): 3 replayed, 0 skipped (done before), 0 failed; 155,856 frames")
+    chunks = result.stdout.splitlines()[1]  # each drive in two chunks of 30,000 frames
+    assert re.fullmatch(r"long logs: (\d) replayed in chunks and spliced, (\d) replayed whole \(their chunks never agreed\)", chunks)
+    assert sum(int(n) for n in re.findall(r"\d", chunks)) == 3
     assert result.stderr == ""  # no progress bar when not on a terminal
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "0 replayed, 3 skipped" in again.stdout

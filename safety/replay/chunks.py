@@ -1,0 +1,355 @@
+"""One long log replayed as chunks (on several workers at once), spliced so that no border shows.
+
+A chunk owns a range of the log's frames, by position (``[start, next chunk's start)``; time is
+no order a log guarantees).  It replays from ``begin``, a warm-up of ``overlap`` frames before
+its start, and on past its end by ``overlap`` frames.  In the ``2 * overlap`` frames two
+neighbours share, both take a *fingerprint* every ``every`` frames: everything the replay
+holds that decides what it writes from there on (the vehicle state, the decoder's clock, each
+message's latest time and end-to-end checker, the frame selector's and the timeline loop's own
+state), with the counters left out.  The splice is the first checkpoint at which the two
+fingerprints are equal: from there both replays hold the same state and see the same frames,
+so they write the same lines; the earlier chunk's lines before it and the later chunk's from
+it on are, together, the whole log's timeline line for line.  Where no checkpoint agrees (a
+signal that never comes again within the overlap, a hysteresis band held throughout) the
+chunks cannot be spliced and :func:`splice` says so (``None``): the caller replays the log
+whole, so the answer is the same either way, only slower.
+
+Times summed per outcome are summed again from the spliced accounts in their order, so they
+are the whole replay's to the last bit; frames decoded add up from the counts at the splices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safety.engine.engine import Engine
+from safety.io.columns import FrameColumns, read_columns
+from safety.replay.columnar import FrameSelector
+from safety.replay.timeline import Timeline
+from safety.vehicle.state import _Signal
+
+#: Defaults of ``drivegate fleet``: a log longer than this many frames is cut into chunks.
+DEFAULT_CHUNK_FRAMES = 4_000_000
+#: Frames of warm-up before a chunk's start and of run-on after its end (a few minutes of a bus).
+DEFAULT_OVERLAP_FRAMES = 400_000
+#: Frames between fingerprints in an overlap.
+DEFAULT_EVERY_FRAMES = 2_000
+
+# What of each object a fingerprint holds, and what it leaves out and why (a test holds every
+# attribute of these classes to one of the two lists, so a new attribute must be placed).
+VEHICLE_STATE_FIELDS = (
+    "_agree",
+    "_signals",
+    "_rate_ref",
+    "latest_time",
+    "_standstill",
+    "_trigger_active",
+    "_high_until",
+    "_band",
+    "_gear",
+    "_speed_time",
+    "_still_since",
+    "_band_since",
+    "_cells",
+    "_derived_sig",
+    "_expired",
+    "_hold_pending",
+    "next_expiry",
+)
+VEHICLE_STATE_NOT_STATE = {
+    "config": "the profile's and policy's settings: the same in every chunk",
+    "_cross": "settings",
+    "_cross_by_name": "settings",
+    "_resolution": "settings",
+    "derive_rate": "settings",
+    "_edges": "settings",
+    "_watch": "settings",
+    "_watch_values": "settings",
+    "_triggers_of": "settings",
+    "_rate_source": "settings",
+    "fast_repeats": "settings",
+    "counters": "counts only add up",
+    "changes": "a count; the loop's own state says whether it moved since the last decision",
+}
+SELECTOR_FIELDS = ("_now", "_times", "_next_sample", "_streaming", "_held")
+SELECTOR_NOT_STATE = {
+    # Instants at which something may expire and the frame after one: they only make the
+    # selector hand over more frames than it must, which changes no line (the streaming replay
+    # hands over every frame).  Every instant the state in the fingerprint can expire at is
+    # among them in both chunks: the samples it holds were seen by both.
+    "_expiries": "a superset of the instants the fingerprinted state can expire at",
+    "_after": "as _expiries",
+    "_handlers": "the decoder's, compared there",
+    "_resolve": "the decoder's",
+    "_clock": "the decoder's, compared there",
+    "_channel": "settings",
+    "_sample_every": "settings",
+    "_limits": "settings",
+    "_mapped": "a memo of which ids the profile maps",
+    "left_out": "counts only add up",
+    "left_out_skipped": "counts only add up",
+}
+DECODER_NOT_STATE = {
+    "profile": "settings",
+    "frames_decoded": "counts only add up",
+    "frames_short": "counts only add up",
+    "rejected": "counts only add up",
+    "e2e": "compared checker by checker",
+    "_latest": "compared message by message",
+    "_on_rebase": "settings",
+    "clock": "compared on its own",
+    "_pgn_groups": "settings",
+    "_sink": "settings",
+    "handlers": "built from the profile (a J1939 one on its first frame, with nothing seen yet)",
+    "_misses": "a memo of 29-bit ids that match no PGN",
+    "resolve": "settings",
+}
+CLOCK_FIELDS = ("time", "_pending", "_pending_count")
+E2E_FIELDS = ("last_counter", "repeats", "trusted", "since_failure")
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """Which frames one chunk reads, which it owns, and where it takes fingerprints."""
+
+    index: int
+    start: int  # the first frame it owns
+    begin: int  # the first frame it reads (its warm-up starts here)
+    stop: int | None  # the frame it stops before (None: the end of the log)
+    checkpoints: tuple[int, ...]
+
+
+def plan_chunks(
+    frames: int,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    overlap: int = DEFAULT_OVERLAP_FRAMES,
+    every: int = DEFAULT_EVERY_FRAMES,
+) -> list[ChunkSpec]:
+    """Chunks of about ``chunk_frames`` frames for a log of about ``frames`` frames (one chunk
+    when it is not longer).  The last chunk reads to the end, however long the log really is."""
+    if chunk_frames < 1 or overlap < 1 or every < 1:
+        raise ValueError("chunk_frames, overlap and every must be at least 1")
+    if 2 * overlap >= chunk_frames:
+        raise ValueError(f"the overlap ({overlap} frames) must be under half a chunk ({chunk_frames} frames)")
+    count = max(1, math.ceil(frames / chunk_frames))
+    starts = [k * chunk_frames for k in range(count)]
+    borders = [range(b - overlap + every, b + overlap + 1, every) for b in starts[1:]]
+    specs = []
+    for k, start in enumerate(starts):
+        head = borders[k - 1] if k > 0 else range(0)
+        tail = borders[k] if k < count - 1 else range(0)
+        stop = starts[k + 1] + overlap if k < count - 1 else None
+        specs.append(ChunkSpec(k, start, max(0, start - overlap), stop, (*head, *tail)))
+    return specs
+
+
+def estimate_frames(path: str | Path, sample_bytes: int = 1 << 20) -> int:
+    """About how many frames a candump log holds, from the size of its first lines."""
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(sample_bytes)
+    lines = head.count(b"\n")
+    whole = head.rfind(b"\n") + 1  # the bytes of the whole lines read
+    return size if lines == 0 else math.ceil(size * lines / whole)
+
+
+# ---------------------------------------------------------------------- fingerprints
+def _plain(value: Any) -> Any:
+    """``value`` as nested tuples of plain values, the same for equal states whatever the
+    order things were inserted in (its ``repr`` is compared)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted(((repr(k), _plain(v)) for k, v in value.items()), key=lambda kv: kv[0]))
+    if isinstance(value, set | frozenset):
+        return tuple(sorted(repr(v) for v in value))
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    if isinstance(value, list | tuple | deque):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, _Signal):
+        # The anchor's time counts only with an anchor, the pending level's with one pending.
+        anchored, pending = value.anchor is not None, value.pending is not None
+        return (
+            value.max_age,
+            _plain(value.value),
+            value.time,
+            value.why_unknown,
+            value.anchor,
+            value.anchor_time if anchored else None,
+            value.pending,
+            (value.pending_time, value.pending_count) if pending else None,
+            value.rejected,
+        )
+    if is_dataclass(value) and not isinstance(value, type):
+        return tuple(_plain(getattr(value, f.name)) for f in fields(value))
+    return value
+
+
+def fingerprint(engine: Engine, selector: FrameSelector, timeline: Timeline) -> str:
+    """A digest of everything that decides the lines a replay writes from here on."""
+    state, decoder = engine._state, engine._decoder
+    latest = {key: times[0] for key, times in zip(decoder.handlers, decoder._latest, strict=True) if times[0] != -math.inf}
+    parts = (
+        tuple(_plain(getattr(state, name)) for name in VEHICLE_STATE_FIELDS),
+        # The clock times frames only while the selector streams (it is given the time then).
+        tuple(getattr(decoder.clock, name) for name in CLOCK_FIELDS) if selector._streaming else (),
+        _plain(latest),
+        _plain({label: tuple(getattr(c, name) for name in E2E_FIELDS) for label, c in decoder.e2e.items()}),
+        tuple(_plain(getattr(selector, name)) for name in SELECTOR_FIELDS),
+        _plain(timeline.run_state()),
+    )
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+# ---------------------------------------------------------------------- one chunk
+@dataclass
+class ChunkRun:
+    """One chunk's replay: its lines and accounts tagged with the frame they came at, and its
+    fingerprints (with the frames decoded so far) at each checkpoint."""
+
+    spec: ChunkSpec
+    lines: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    accounts: list[tuple[int, dict[str, str], float, float]] = field(default_factory=list)  # (at, outcomes, since, until)
+    marks: dict[int, tuple[str, int]] = field(default_factory=dict)
+    frames_decoded: int = 0
+    end: int = 0  # the position after the last frame read
+    reached_end: bool = False  # it read to the end of the log
+    first_time: float | None = None
+    last_time: float | None = None
+
+
+class _ChunkTimeline(Timeline):
+    """A timeline that also keeps each accounted interval, tagged with the frame it came at."""
+
+    def __init__(self, run: ChunkRun, at: list[int], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._run, self._at = run, at
+
+    def _account(self, driving: str, outcomes: Mapping[str, str], since: float, until: float) -> None:
+        self._run.accounts.append((self._at[0], dict(outcomes), since, until))
+        super()._account(driving, outcomes, since, until)
+
+
+def replay_chunk(
+    engine: Engine, log: str | Path, probes: Iterable[Mapping[str, Any]], spec: ChunkSpec, *, rules: bool = False
+) -> ChunkRun:
+    """Replay the frames of ``log`` that ``spec`` reads, with the columnar replay."""
+    run = ChunkRun(spec)
+    at = [spec.begin]  # the position of the frames being replayed
+    timeline = _ChunkTimeline(run, at, engine, probes, None, on_line=lambda line: run.lines.append((at[0], line)), rules=rules)
+    selector = FrameSelector(engine, timeline.channel, timeline.sample_every)
+
+    def mark(position: int) -> None:
+        run.marks[position] = (fingerprint(engine, selector, timeline), engine._decoder.frames_decoded)
+
+    batches = _chunk_batches(read_columns(log, on_error=timeline.summary.log_errors.append), spec, at, mark, run)
+    timeline.run(selector.frames(batches), admit=selector.admit)
+    run.frames_decoded = engine._decoder.frames_decoded
+    run.first_time, run.last_time = timeline.summary.first_time, timeline.summary.last_time
+    return run
+
+
+def _chunk_batches(
+    batches: Iterable[FrameColumns], spec: ChunkSpec, at: list[int], mark: Any, run: ChunkRun
+) -> Iterator[FrameColumns]:
+    """The batches of frames ``spec`` reads, cut at its checkpoints; ``mark(position)`` is
+    called at each, when every frame before it has been replayed (and no later one)."""
+    checkpoints = sorted(c for c in spec.checkpoints if c > spec.begin)
+    next_mark = 0
+    position = 0  # of the first frame of ``batch``
+    exhausted = True
+    for batch in batches:
+        n = len(batch)
+        low = max(0, spec.begin - position)
+        high = n if spec.stop is None else min(n, spec.stop - position)
+        while low < high:
+            here = position + low
+            if next_mark < len(checkpoints) and checkpoints[next_mark] == here:
+                mark(here)
+                next_mark += 1
+            cut = high
+            if next_mark < len(checkpoints) and checkpoints[next_mark] - position < high:
+                cut = checkpoints[next_mark] - position
+            at[0] = here
+            yield batch if low == 0 and cut == n else batch.rows(low, cut)
+            low = cut
+        position += n
+        if spec.stop is not None and position >= spec.stop:
+            exhausted = False
+            break
+    end = position if spec.stop is None else min(position, spec.stop)
+    if next_mark < len(checkpoints) and checkpoints[next_mark] == end:
+        mark(end)
+    at[0] = end
+    run.end = end
+    run.reached_end = exhausted
+
+
+# ---------------------------------------------------------------------- the splice
+@dataclass
+class Spliced:
+    """The chunks of one log joined: its whole timeline, accounts and counts."""
+
+    lines: list[dict[str, Any]]
+    outcome_seconds: dict[str, dict[str, float]]
+    frames_read: int
+    frames_decoded: int
+    first_time: float | None
+    last_time: float | None
+    splices: list[int]  # the position of each splice
+
+
+def splice(runs: list[ChunkRun]) -> Spliced | None:
+    """The chunks of one log (every one of its plan, in order) joined, or None where two
+    neighbours never agree (replay the log whole)."""
+    runs = sorted(runs, key=lambda r: r.spec.index)
+    lines: list[dict[str, Any]] = []
+    accounts: list[tuple[dict[str, str], float, float]] = []
+    decoded = 0
+    cut = 0  # where the current chunk's part begins
+    splices: list[int] = []
+    last: ChunkRun | None = None
+    first_time: float | None = None
+    for k, run in enumerate(runs):
+        if first_time is None:
+            # The first line's time.  A chunk whose part had none agreed at its splice with a
+            # neighbour that had none either: the first line is a later chunk's.
+            first_time = run.first_time
+        base = run.marks[cut][1] if k > 0 else 0
+        if run.reached_end or k == len(runs) - 1:
+            if not run.reached_end:
+                return None  # cannot happen with a plan's chunks: the last reads to the end
+            upto, decoded_upto, last = math.inf, run.frames_decoded, run
+        else:
+            following = runs[k + 1]
+            shared = sorted(set(run.marks) & set(following.marks))
+            agreed = [c for c in shared if c >= cut and run.marks[c][0] == following.marks[c][0]]
+            if not agreed:
+                return None
+            upto = agreed[0]
+            decoded_upto = run.marks[upto][1]
+            splices.append(upto)
+        lines += [line for at, line in run.lines if cut <= at < upto]
+        accounts += [(outcomes, since, until) for at, outcomes, since, until in run.accounts if cut <= at < upto]
+        decoded += decoded_upto - base
+        if last is not None:
+            break
+        cut = int(upto)
+    assert last is not None
+    outcome_seconds: dict[str, dict[str, float]] = {}
+    # The first interval starts at the first line, each one after where the one before ended
+    # (a later chunk's own start is a line of its warm-up, not the log's).
+    since = first_time if first_time is not None else 0.0
+    for outcomes, _, until in accounts:  # as Timeline._account sums them, in the same order
+        seconds, since = until - since, until
+        for probe_id, outcome in outcomes.items():
+            per = outcome_seconds.setdefault(probe_id, {})
+            per[outcome] = per.get(outcome, 0.0) + seconds
+    return Spliced(lines, outcome_seconds, last.end, decoded, first_time, last.last_time, splices)
