@@ -239,3 +239,29 @@ def test_reload_lints_and_runs_the_policy_tests(engine: Engine, car: DemoCar, tm
         engine.reload(SPEED_BANDS_POLICY, tests=[ROOT / "policies" / "tests" / "speed-bands.yaml"], min_coverage=100)
         == "active"
     )
+
+
+@pytest.mark.parametrize(
+    ("budgets", "asked", "rule"),
+    [
+        ('  glance: {single_ms: 2000, ref: "NHTSA-VM §VI"}\n', {"glance_ms": 2500}, "budget-glance"),
+        ('  glance: {task_ms: 12000, ref: "NHTSA-VM §VI"}\n', {"glance_ms": 12500, "task_id": "reply"}, "budget-task"),
+        ("  notifications: {max: 1, window_s: 10, ref: test}\n", {"modality": "voice"}, "budget-rate"),
+    ],
+    ids=["single-glance-only", "task-only", "rate-only"],
+)
+def test_each_budget_applies_on_its_own(tmp_path: Path, budgets: str, asked: dict[str, object], rule: str) -> None:
+    """A policy with only one of the budgets applies it (the pipeline checks budgets when any is set)."""
+    policy = tmp_path / "one-budget.yaml"
+    text = DEFAULT_POLICY.read_text()
+    glance = '  glance: {single_ms: 2000, task_ms: 12000, ref: "NHTSA-VM §VI (2 s single glance, 12 s total per task)"}\n'
+    assert glance in text
+    policy.write_text(text.replace(glance, budgets))
+    engine = Engine.load(DEMO_VEHICLE, policy)
+    car = DemoCar(engine)
+    car.hold(0.0, 0.2, **CITY)
+    kwargs: dict[str, object] = {"text_length": 20, **asked}
+    if rule == "budget-rate":
+        assert engine.decide(request(**kwargs), now=0.2).outcome is Outcome.ALLOW  # the one of the window
+    decided = engine.decide(request(**kwargs), now=0.2)
+    assert decided.rules[-1] == rule and decided.outcome in (Outcome.DEGRADE, Outcome.DEFER)

@@ -186,3 +186,174 @@ def test_a_confirmed_new_level_is_the_anchor_for_the_next_samples() -> None:
     state.update("speed", 160.0, 100.07)
     assert state.snapshot(100.07).values["speed"] == 100.0
     assert "speed" not in state.snapshot(100.07).unknown
+
+
+# ------------------------------------------------------------------ survivors of the full run (#13)
+MID_HIGH = StateConfig(bands=(("low", 32.0), ("mid", 80.0), ("high", math.inf)), dwell_s=1.5)
+
+
+def test_a_sample_cut_short_counts_as_truncated_not_as_an_integrity_failure() -> None:
+    state = VehicleState({"speed": 1.0})
+    state.update("speed", None, 1.0, reason="truncated frame: 2 bytes received, 8 needed", cause="truncated")
+    assert state.counters.truncated == {"speed": 1} and state.counters.integrity == {}
+    state.update("speed", None, 1.1, reason="integrity failure: checksum 0x01, expected 0x02 (sum)", cause="integrity")
+    assert state.counters.truncated == {"speed": 1} and state.counters.integrity == {"speed": 1}
+    assert state.snapshot(1.1).unknown["speed"] == "integrity failure: checksum 0x01, expected 0x02 (sum)"
+
+
+def test_a_repeated_value_of_another_type_is_a_new_value() -> None:
+    # True == 1 and 1.0 == 1 in Python: the repeat shortcut must not keep the old value's type.
+    state = VehicleState({"gear": 1.0})
+    state.update("gear", 1, 0.0)
+    state.update("gear", True, 0.1)
+    assert state.snapshot(0.1).values["gear"] is True
+
+
+def test_a_speed_repeated_for_long_keeps_its_dwell_and_no_gap_restarts_it() -> None:
+    # 85 km/h repeated every half second (each sample within the speed's 1 s staleness limit),
+    # then 60: the band goes down only after the dwell; a repeat that did not note the speed's
+    # time would make 60 look like a restart after a gap (the band at once).
+    state = VehicleState({"speed": 1.0}, MID_HIGH)
+    for k in range(8):
+        state.update("speed", 85.0, k * 0.5)
+    state.update("speed", 60.0, 4.0)
+    assert state.snapshot(4.0).values["speed_band"] == "high"
+    state.update("speed", 60.0, 5.5)
+    assert state.snapshot(5.5).values["speed_band"] == "mid"
+
+
+def test_other_signals_repeated_do_not_hide_a_gap_in_the_speed() -> None:
+    # Only the gear comes for 3 s (repeated): the speed's next sample follows a gap and restarts.
+    state = VehicleState({"speed": 1.0, "gear": 1.0}, MID_HIGH)
+    state.update("speed", 85.0, 0.0)
+    for k in range(7):
+        state.update("gear", "D", k * 0.5)
+    state.update("speed", 60.0, 3.5)
+    assert state.snapshot(3.5).values["speed_band"] == "mid"
+
+
+@pytest.mark.parametrize(("gap", "band"), [(1.0, "high"), (2.0, "mid")])
+def test_a_speed_gap_longer_than_its_staleness_limit_restarts_the_band(gap: float, band: str) -> None:
+    # A gap of exactly max_age (1 s) is no restart: the dwell holds the more demanding band; a
+    # longer gap starts afresh: the band of the speed at once.
+    state = VehicleState({"speed": 1.0}, MID_HIGH)
+    state.update("speed", 85.0, 0.0)
+    state.update("speed", 60.0, gap)
+    assert state.snapshot(gap).values["speed_band"] == band
+
+
+def test_a_speed_at_exactly_standstill_on_starts_the_standstill_dwell() -> None:
+    state = VehicleState({"speed": 1.0, "gear": 1.0}, StateConfig(dwell_s=1.5))
+    state.update("gear", "D", 0.0)
+    state.update("speed", 3.0, 0.0)
+    assert state.snapshot(0.0).driving_state.value == "moving"
+    seen = []
+    for k in range(1, 20):
+        state.update("speed", 0.5, k * 0.1)  # = standstill_on
+        state.update("gear", "D", k * 0.1)
+        seen.append(state.snapshot(k * 0.1).driving_state.value)
+    assert seen == ["moving"] * 15 + ["stationary"] * 4  # from 0.1 s, the dwell (1.5 s) ends at 1.6 s
+
+
+def driving(state: VehicleState, t: float) -> None:
+    state.update("speed", 50.0, t)
+    state.update("gear", "D", t)
+
+
+def test_a_trigger_without_abs_reads_the_signed_value() -> None:
+    triggers = (Trigger("steering_rate", on=100.0, off=50.0),)
+    state = VehicleState({"speed": 1.0, "gear": 1.0, "steering_rate": 1.0}, StateConfig(triggers=triggers))
+    driving(state, 0.0)
+    state.update("steering_rate", -150.0, 0.0)
+    assert state.snapshot(0.0).workload.value == "low"
+    driving(state, 0.1)
+    state.update("steering_rate", 150.0, 0.1)
+    assert state.snapshot(0.1).workload.value == "high"
+
+
+def test_after_an_invalid_trigger_signal_a_value_inside_the_hysteresis_counts_as_active() -> None:
+    # Starting up again inside the band (between off and on): the demanding side, as at start-up.
+    triggers = (Trigger("steering_angle", on=90.0, off=45.0, use_abs=True),)
+    state = VehicleState({"speed": 1.0, "gear": 1.0, "steering_angle": 1.0}, StateConfig(triggers=triggers))
+    driving(state, 0.0)
+    state.update("steering_angle", 10.0, 0.0)
+    assert state.snapshot(0.0).workload.value == "low"
+    driving(state, 0.1)
+    state.update("steering_angle", None, 0.1, invalid=True)
+    assert state.snapshot(0.1).workload.value == "unknown"
+    driving(state, 0.2)
+    state.update("steering_angle", 60.0, 0.2)
+    assert state.snapshot(0.2).workload.value == "high"
+
+
+def test_a_good_sample_between_rejected_ones_restarts_their_confirmation() -> None:
+    # 50 accepted; 100 rejected (pending, 1 of 3); 50 again; then 100 twice: 1 and 2 of 3, not yet.
+    state = VehicleState({"speed": 1.0})
+    state.update("speed", 50.0, 0.0)
+    state.update("speed", 100.0, 0.01)
+    state.update("speed", 50.0, 0.02)
+    state.update("speed", 100.0, 0.03)
+    state.update("speed", 100.0, 0.04)
+    assert state.snapshot(0.04).values["speed"] == 50.0
+    state.update("speed", 100.0, 0.05)
+    assert state.snapshot(0.05).values["speed"] == 100.0
+
+
+def test_rejected_samples_agree_at_exactly_the_rate_limit() -> None:
+    # 40 km/h per s + 1 km/h: 11 km/h in 0.25 s agrees, exactly at the limit.
+    state = VehicleState({"speed": 1.0})
+    state.update("speed", 50.0, 1.0)
+    state.update("speed", 150.0, 1.25)  # rejected: 1 of 3
+    state.update("speed", 161.0, 1.5)  # rejected, agrees with 150: 2 of 3
+    assert state.snapshot(1.5).values["speed"] == 50.0
+    state.update("speed", 172.0, 1.75)  # agrees with 161: 3 of 3, the new level
+    assert state.snapshot(1.75).values["speed"] == 172.0
+
+
+def test_a_rejected_jump_says_how_long_it_took() -> None:
+    state = VehicleState({"speed": 1.0})
+    state.update("speed", 50.0, 1.0)
+    state.update("speed", 150.0, 1.25)
+    assert state.snapshot(2.5).unknown["speed"] == (
+        "implausible jump 50 -> 150 km/h in 0.250 s (no plausible sample for 1.500 s, max 1.000 s)"
+    )
+
+
+def test_a_signal_never_received_does_not_hide_the_ones_after_it() -> None:
+    state = VehicleState({"speed": 1.0, "gear": 1.0, "steering_angle": 1.0})
+    state.update("steering_angle", 12.0, 0.0)  # speed and gear (before it) never received
+    snap = state.snapshot(0.5)
+    assert snap.values["steering_angle"] == 12.0 and snap.ages["steering_angle"] == 0.5
+    assert (snap.unknown["speed"], snap.unknown["gear"]) == ("never received", "never received")
+
+
+def test_a_cross_check_needs_both_sources() -> None:
+    # A cross-check whose signal or reference the car does not provide is dropped: nothing to compare.
+    from safety.vehicle.state import CrossCheck
+
+    checks = {
+        "speed": CrossCheck("speed", "speed_reference", 2.0, 5.0, "WHEEL_SPEEDS"),
+        "steering_angle": CrossCheck("steering_angle", "speed", 2.0, 5.0, "SPEED"),
+    }
+    state = VehicleState({"speed": 1.0}, cross_checks=checks)
+    state.update("speed", 50.0, 0.0)
+    snap = state.snapshot(0.0)
+    assert snap.values["speed"] == 50.0 and "speed" not in snap.unknown
+
+
+def test_every_trigger_on_a_repeated_signal_keeps_its_hold() -> None:
+    # Two triggers on the steering rate; the first one is active.  Repeats (every 0.5 s) keep its
+    # hold going: after the rate falls at 5.5 s, the workload stays high 2 s from the last repeat.
+    triggers = (Trigger("steering_rate", on=100.0, off=50.0, use_abs=True), Trigger("steering_rate", on=500.0, off=400.0))
+    state = VehicleState({"speed": 1.0, "gear": 1.0, "steering_rate": 1.0}, StateConfig(triggers=triggers, hold_s=2.0))
+    for k in range(12):
+        driving(state, k * 0.5)
+        state.update("steering_rate", 120.0, k * 0.5)
+    driving(state, 6.0)
+    state.update("steering_rate", 10.0, 6.0)
+    assert state.snapshot(6.0).workload.value == "high"  # held until 5.5 + 2
+    for t, workload in ((7.0, "high"), (7.6, "low")):
+        driving(state, t)
+        state.update("steering_rate", 10.0, t)
+        state.expire(t)
+        assert state.snapshot(t).workload.value == workload
