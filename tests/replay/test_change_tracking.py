@@ -79,7 +79,7 @@ def test_real_logs(log: str) -> None:
         assert replayed == oracle
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(drives(), st.sampled_from([DEFAULT_POLICY, SPEED_BANDS]), st.sampled_from([None, 0.3]))
 def test_random_drives(
     tmp_path_factory: pytest.TempPathFactory, lines: list[tuple[float, str]], policy: Path, sample_every: float | None
