@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.png is not None:
         try:
             written = write_pngs(drives, args.png)
-        except Exception as exc:  # kaleido's own errors (no browser, a browser that died) have no common base
+        except Exception as exc:  # kaleido and choreographer errors (no browser, one that dies) share no base; tested
             print(f"drivegate report --png: kaleido could not draw the images: {exc}", file=sys.stderr)
             return EXIT_UNUSABLE
         for path in written:

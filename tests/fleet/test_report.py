@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,27 @@ def test_png_writes_each_figure_as_an_image(drive_log: Path, tmp_path: Path) -> 
         width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
         # Full width, at the height the page gives the figure (kaleido's default is 700 x 500).
         assert (width, height) == (1400, 380 if "unknown" in name else 1100), name
+
+
+@pytest.mark.parametrize("browser", ["missing", "dies"])
+def test_png_without_a_working_browser_says_so_and_keeps_the_page(drive_log: Path, tmp_path: Path, browser: str) -> None:
+    """kaleido drives a Chrome or Chromium (BROWSER_PATH names it): none there, or one that dies
+    at once, is an error that says what happened; the HTML report is written all the same."""
+    pytest.importorskip("kaleido", reason="kaleido (the fleet extra) is not installed")
+    path = tmp_path / "no-such-chrome"
+    if browser == "dies":
+        path.write_text("#!/bin/sh\nexit 1\n")
+        path.chmod(0o755)
+    command = [sys.executable, "-m", "safety.cli", "report", str(drive_log), "--vehicle", "demo-sedan", "--policy", "default"]
+    command += ["--out", str(tmp_path / "r.html"), "--png", str(tmp_path / "png")]
+    env = {**os.environ, "BROWSER_PATH": str(path)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stdout == f"wrote {tmp_path / 'r.html'} (1 drive(s))\n"
+    error = result.stderr.splitlines()[-1] if browser == "dies" else result.stderr
+    assert error.startswith("drivegate report --png: kaleido could not draw the images: ")
+    assert ("Kaleido requires Google Chrome to be installed" in result.stderr) if browser == "missing" else (str(path) in error)
+    assert not any((tmp_path / "png").glob("*.png"))
 
 
 def test_the_offline_check_sees_a_cdn_script() -> None:
