@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -257,7 +257,7 @@ def replay_chunk(
 
 
 def _chunk_batches(
-    batches: Iterable[FrameColumns], spec: ChunkSpec, at: list[int], mark: Any, run: ChunkRun
+    batches: Iterable[FrameColumns], spec: ChunkSpec, at: list[int], mark: Callable[[int], None], run: ChunkRun
 ) -> Iterator[FrameColumns]:
     """The batches of frames ``spec`` reads, cut at its checkpoints; ``mark(position)`` is
     called at each, when every frame before it has been replayed (and no later one)."""

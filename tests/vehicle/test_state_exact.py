@@ -357,3 +357,36 @@ def test_every_trigger_on_a_repeated_signal_keeps_its_hold() -> None:
         state.update("steering_rate", 10.0, t)
         state.expire(t)
         assert state.snapshot(t).workload.value == workload
+
+
+def test_a_known_driving_state_has_no_unknown_reason() -> None:
+    state = VehicleState({"speed": 1.0, "gear": 1.0})
+    for gear, speed, expected in (("P", 0.0, "parked"), ("D", 0.0, "stationary"), ("D", 30.0, "moving")):
+        state = VehicleState({"speed": 1.0, "gear": 1.0})
+        state.update("gear", gear, 0.0)
+        state.update("speed", speed, 0.0)
+        snap = state.snapshot(0.0)
+        assert snap.driving_state.value == expected and "driving_state" not in snap.unknown
+
+
+def test_a_cross_check_allows_exactly_its_tolerance() -> None:
+    from safety.vehicle.state import CrossCheck
+
+    checks = {"speed": CrossCheck("speed", "speed_reference", 2.0, 5.0, "WHEEL_SPEEDS")}
+    for value, known in ((105.0, True), (105.5, False)):  # 5 % of 100 km/h: 5 km/h apart allowed
+        state = VehicleState({"speed": 1.0, "speed_reference": 1.0}, cross_checks=checks)
+        state.update("speed_reference", 100.0, 0.0)
+        state.update("speed", value, 0.0)
+        snap = state.snapshot(0.0)
+        assert (snap.values["speed"] == value) is known
+    assert snap.unknown["speed"] == "cross-check failed: 105.5 km/h against 100 km/h from WHEEL_SPEEDS (more than 5 km/h apart)"
+
+
+def test_a_time_that_is_no_number_gives_no_time_and_nothing_known() -> None:
+    state = VehicleState({"speed": 1.0, "gear": 1.0})
+    state.update("speed", 30.0, 0.0)
+    snap = state.snapshot(math.nan)
+    assert snap.time is None
+    assert snap.values["speed"] is None and snap.ages["speed"] is None
+    assert snap.values["gear"] is None and snap.ages["gear"] is None
+    assert snap.unknown["speed"] == "no valid time: now is nan"
