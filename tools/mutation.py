@@ -124,11 +124,30 @@ def locate(mutant: str, module: str) -> Change:
     line = start
     if removed:
         wanted = removed[0].strip()
-        for offset, text in enumerate(lines):
-            if text.strip() == wanted:
-                line = start + offset
-                break
+        at = _first_removed(diff)  # the changed line's place in the function, from the hunk
+        if at is not None and 0 <= at < len(lines) and lines[at].strip() == wanted:
+            line = start + at
+        else:  # a function whose text mutmut laid out otherwise: its first line with that text
+            for offset, text in enumerate(lines):
+                if text.strip() == wanted:
+                    line = start + offset
+                    break
     return Change(line, " ".join(r.strip() for r in removed), " ".join(a.strip() for a in added))
+
+
+def _first_removed(diff: str) -> int | None:
+    """The 0-based line, within the mutated function, of the diff's first removed line (a
+    function may hold the same text more than once: the hunk says which)."""
+    at: int | None = None
+    for text in diff.splitlines():
+        if text.startswith("@@"):
+            at = int(text.split()[1].lstrip("-").split(",")[0]) - 1
+        elif at is not None and not text.startswith(("---", "+++")):
+            if text.startswith("-"):
+                return at
+            if not text.startswith("+"):
+                at += 1
+    return None
 
 
 # --------------------------------------------------------------------------- equivalents

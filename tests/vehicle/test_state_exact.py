@@ -390,3 +390,39 @@ def test_a_time_that_is_no_number_gives_no_time_and_nothing_known() -> None:
     assert snap.values["speed"] is None and snap.ages["speed"] is None
     assert snap.values["gear"] is None and snap.ages["gear"] is None
     assert snap.unknown["speed"] == "no valid time: now is nan"
+
+
+def test_a_signal_the_profile_does_not_map_is_unknown_with_no_age() -> None:
+    snap = VehicleState({"speed": 1.0}).snapshot(0.0)
+    assert snap.values["steering_angle"] is None and snap.ages["steering_angle"] is None
+    assert snap.unknown["steering_angle"] == "not mapped by the vehicle profile"
+
+
+def test_every_cross_check_is_made_when_an_earlier_signal_has_no_value() -> None:
+    from safety.vehicle.state import CrossCheck
+
+    checks = {
+        "steering_angle": CrossCheck("steering_angle", "angle_reference", 2.0, 0.0, "EPS"),
+        "speed": CrossCheck("speed", "speed_reference", 2.0, 0.0, "WHEEL_SPEEDS"),
+    }
+    ages = {"steering_angle": 1.0, "angle_reference": 1.0, "speed": 1.0, "speed_reference": 1.0}
+    state = VehicleState(ages, cross_checks=checks)
+    state.update("steering_angle", None, 0.0, invalid=True)  # the first check has nothing to check
+    state.update("speed_reference", 40.0, 0.0)
+    state.update("speed", 50.0, 0.0)
+    snap = state.snapshot(0.0)
+    assert snap.values["speed"] is None
+    assert snap.unknown["speed"] == "cross-check failed: 50 km/h against 40 km/h from WHEEL_SPEEDS (more than 2 km/h apart)"
+
+
+def test_a_trigger_after_one_the_car_cannot_feed_counts_without_a_hold() -> None:
+    triggers = (Trigger("steering_angle", on=90.0, off=45.0, use_abs=True), Trigger("turn_signal", values=frozenset({"left"})))
+    state = VehicleState({"speed": 1.0, "gear": 1.0, "turn_signal": 1.0}, StateConfig(triggers=triggers))
+    driving(state, 0.0)
+    state.update("turn_signal", "left", 0.0)
+    assert state.snapshot(0.0).workload.value == "high"
+    state.update("turn_signal", None, 0.1, invalid=True)
+    driving(state, 0.1)
+    snap = state.snapshot(0.1)
+    assert snap.workload.value == "unknown"
+    assert snap.unknown["workload"] == "turn_signal unknown (a workload trigger reads it)"
