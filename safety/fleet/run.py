@@ -436,7 +436,8 @@ def chunk_planner(
             frames = estimate_frames(path)
         except OSError:
             return []  # the task reports it
-        return plan_chunks(frames, chunk_frames, overlap, every) if frames > chunk_frames else []
+        chunks = plan_chunks(frames, chunk_frames, overlap, every)
+        return chunks if len(chunks) > 1 else []
 
     return plan
 

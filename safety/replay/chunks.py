@@ -40,8 +40,8 @@ from safety.vehicle.state import _Signal
 DEFAULT_CHUNK_FRAMES = 4_000_000
 #: Frames of warm-up before a chunk's start and of run-on after its end (a few minutes of a bus).
 DEFAULT_OVERLAP_FRAMES = 400_000
-#: Frames between fingerprints in an overlap.
-DEFAULT_EVERY_FRAMES = 2_000
+#: Frames between fingerprints in an overlap (each costs about a millisecond).
+DEFAULT_EVERY_FRAMES = 20_000
 
 # What of each object a fingerprint holds, and what it leaves out and why (a test holds every
 # attribute of these classes to one of the two lists, so a new attribute must be placed).
@@ -134,12 +134,15 @@ def plan_chunks(
     every: int = DEFAULT_EVERY_FRAMES,
 ) -> list[ChunkSpec]:
     """Chunks of about ``chunk_frames`` frames for a log of about ``frames`` frames (one chunk
-    when it is not longer).  The last chunk reads to the end, however long the log really is."""
+    when it is not half as long again).  The last chunk reads to the end, however long the log
+    really is."""
     if chunk_frames < 1 or overlap < 1 or every < 1:
         raise ValueError("chunk_frames, overlap and every must be at least 1")
     if 2 * overlap >= chunk_frames:
         raise ValueError(f"the overlap ({overlap} frames) must be under half a chunk ({chunk_frames} frames)")
-    count = max(1, math.ceil(frames / chunk_frames))
+    # The nearest whole number of chunks: the frame count is an estimate, and a last chunk of a
+    # few frames would read (parse) the whole log before it for almost nothing.
+    count = max(1, math.floor(frames / chunk_frames + 0.5))
     starts = [k * chunk_frames for k in range(count)]
     borders = [range(b - overlap + every, b + overlap + 1, every) for b in starts[1:]]
     specs = []

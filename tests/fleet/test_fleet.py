@@ -211,3 +211,26 @@ def test_without_the_extra_the_command_says_how_to_get_it(capsys: pytest.Capture
     assert capsys.readouterr().err == (
         "drivegate fleet needs the fleet extra: pip install 'drivegate[fleet]' (missing: no_such_module_for_this_test)\n"
     )
+
+
+def _worker_setup() -> tuple[str | None, bool]:
+    import os
+
+    import dask
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
+def test_the_local_workers_keep_glibcs_own_trim_threshold_and_no_profiler() -> None:
+    """Dask's default (MALLOC_TRIM_THRESHOLD_=65536 in each worker) made a replay 1.5x slower."""
+    import dask
+
+    from safety.cli.fleet import LOCAL_WORKER_CONFIG
+
+    with dask.config.set(LOCAL_WORKER_CONFIG):
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with distributed.Client(cluster) as c:
+        assert list(c.run(_worker_setup).values()) == [(None, False)]
+    cluster.close()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as plain, distributed.Client(plain) as c:
+        assert list(c.run(_worker_setup).values()) == [("65536", True)]  # what the setting undoes
