@@ -221,11 +221,15 @@ def _worker_setup() -> tuple[str | None, bool]:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_"), bool(dask.config.get("distributed.worker.profile.enabled"))
 
 
-def test_the_local_workers_keep_glibcs_own_trim_threshold_and_no_profiler() -> None:
+def test_the_local_workers_keep_glibcs_own_trim_threshold_and_no_profiler(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dask's default (MALLOC_TRIM_THRESHOLD_=65536 in each worker) made a replay 1.5x slower."""
     import dask
 
     from safety.cli.fleet import LOCAL_WORKER_CONFIG
+
+    # A nanny also sets the variable in its own process, so an earlier cluster of this test
+    # process would hand it on; `drivegate fleet` starts one cluster in a fresh process.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
 
     with dask.config.set(LOCAL_WORKER_CONFIG):
         cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
