@@ -108,8 +108,15 @@ def run(args: argparse.Namespace) -> int:
     overlap = args.chunk_overlap
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP_FRAMES, max(1, (chunk_frames - 1) // 2))
-    if chunk_frames < 0 or (chunk_frames and not 1 <= overlap < chunk_frames / 2):
-        print("drivegate fleet: --chunk-overlap must be at least 1 and under half of --chunk-frames", file=sys.stderr)
+    if chunk_frames < 0:
+        print(f"drivegate fleet: --chunk-frames must be 0 (never cut a log) or more, got {chunk_frames}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if chunk_frames and not 1 <= overlap < chunk_frames / 2:
+        print(
+            f"drivegate fleet: --chunk-overlap must be at least 1 and under half of --chunk-frames ({chunk_frames}), "
+            f"got {overlap}",
+            file=sys.stderr,
+        )
         return EXIT_UNUSABLE
     chunking = chunk_planner(chunk_frames, overlap, min(DEFAULT_EVERY_FRAMES, overlap)) if chunk_frames else None
     from safety.engine.engine import Engine

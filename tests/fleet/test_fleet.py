@@ -198,6 +198,28 @@ def test_cli_on_a_local_cluster_and_a_manifest(drives: list[str], tmp_path: Path
     assert again.returncode == 0 and "0 replayed, 3 skipped" in again.stdout
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--chunk-frames", "-1"], "drivegate fleet: --chunk-frames must be 0 (never cut a log) or more, got -1"),
+        (
+            ["--chunk-frames", "100", "--chunk-overlap", "50"],
+            "drivegate fleet: --chunk-overlap must be at least 1 and under half of --chunk-frames (100), got 50",
+        ),
+        (
+            ["--chunk-frames", "100", "--chunk-overlap", "0"],
+            "drivegate fleet: --chunk-overlap must be at least 1 and under half of --chunk-frames (100), got 0",
+        ),
+    ],
+    ids=["negative-chunks", "overlap-half", "overlap-zero"],
+)
+def test_chunk_options_that_cannot_splice_are_refused(drives: list[str], tmp_path: Path, options: list[str], message: str) -> None:
+    command = [sys.executable, "-m", "safety.cli", "fleet", drives[0], "--vehicle", "demo-sedan", "--policy", "default"]
+    result = subprocess.run([*command, "--out", str(tmp_path / "out"), *options], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr, result.stdout) == (2, message + "\n", "")
+    assert not (tmp_path / "out").exists()  # refused before any cluster or output
+
+
 def test_without_the_extra_the_command_says_how_to_get_it(capsys: pytest.CaptureFixture[str]) -> None:
     from safety.cli import fleet
 
