@@ -2,7 +2,7 @@
 
 Timelines are the JSONL lines ``drivegate replay`` writes (dicts with ``t``, ``driving_state``,
 ``workload`` and ``decisions``).  Each line holds until the next, so two timelines are compared
-as step functions at every time either of them changes.
+as step functions at every time either of them changes (:func:`safety.model.steps.aligned`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safety.model.decision import Outcome
+from safety.model.steps import Line, aligned
 
 __all__ = ["Loosening", "TimelineDifference", "compare_timelines"]
 
-Line = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -45,18 +45,11 @@ def _view(line: Line) -> tuple[Any, Any, Mapping[str, str]]:
 def compare_timelines(clean: Sequence[Line], faulty: Sequence[Line]) -> TimelineDifference:
     """Compare two timelines of the same drive (same probes) at every change of either."""
     result = TimelineDifference()
-    times = sorted({line["t"] for line in clean} | {line["t"] for line in faulty})
-    i = j = -1
+    steps = list(aligned(clean, faulty))
     differing = False
-    for k, t in enumerate(times):
-        while i + 1 < len(clean) and clean[i + 1]["t"] <= t:
-            i += 1
-        while j + 1 < len(faulty) and faulty[j + 1]["t"] <= t:
-            j += 1
-        if i < 0 or j < 0:
-            continue
-        a, b = _view(clean[i]), _view(faulty[j])
-        span = (times[k + 1] - t) if k + 1 < len(times) else 0.0
+    for k, (t, (clean_line, faulty_line)) in enumerate(steps):
+        a, b = _view(clean_line), _view(faulty_line)
+        span = (steps[k + 1][0] - t) if k + 1 < len(steps) else 0.0
         for probe, outcome in a[2].items():
             other = b[2].get(probe)
             if other is None:

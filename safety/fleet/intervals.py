@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from safety.replay.steps import Line, aligned
+from safety.model.steps import Line, aligned
 
 
 def decision_rows(

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from safety.replay.steps import Line
+from safety.model.steps import Line
 
 #: The time to live of a probe that gives none (``ttl_ms``): a minute, as a chat message might wait.
 DEFAULT_TTL_S = 60.0

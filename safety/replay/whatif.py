@@ -19,8 +19,8 @@ from typing import Any
 
 from safety.engine.engine import Engine
 from safety.model.decision import Outcome
+from safety.model.steps import Line, aligned
 from safety.replay.columnar import timeline_lines
-from safety.replay.steps import Line, aligned
 from safety.replay.timeline import ReplaySummary
 
 LOOSER, STRICTER = "looser", "stricter"

@@ -1,5 +1,6 @@
-"""Timelines as step functions: each line holds until the next, so several timelines of one drive
-are compared at every time any of them changes."""
+"""Timelines (the lines ``drivegate replay`` writes) as step functions: each line holds until the
+next, so several timelines of one drive are compared at every time any of them changes (what-if,
+fleet rows, fault injection)."""
 
 from __future__ import annotations
 
