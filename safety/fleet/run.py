@@ -80,6 +80,8 @@ class LogResult:
     # Per probe: the deferrals the engine's queue would have held (safety.replay.deferrals).
     deferrals: dict[str, dict[str, int]] = field(default_factory=dict)
     chunks: int = 1  # the tasks it was replayed in (1: whole, also where its chunks never agreed)
+    bad_lines: int = 0  # lines and frames that could not be read (skipped; the replay went on)
+    first_bad_line: str | None = None  # the first of them, as file:line: code: message
 
     def figures(self) -> dict[str, Any]:
         """Everything but the rows (JSON-ready)."""
@@ -114,10 +116,6 @@ def replay_log(job: FleetJob) -> LogResult | ChunkResult:
     except Exception as exc:  # a worker reports every failure; the run goes on with the other logs
         result.error = f"{type(exc).__name__}: {exc}"
         return result
-    if summary.frames_read == 0:
-        first = f": {summary.log_errors[0]}" if summary.log_errors else ""
-        result.error = f"{job.log}: no frames read{first}"
-        return result
     whole = Spliced(
         lines,
         summary.outcome_seconds,
@@ -126,6 +124,7 @@ def replay_log(job: FleetJob) -> LogResult | ChunkResult:
         summary.first_time,
         summary.last_time,
         [],
+        summary.log_errors,
     )
     return _finish(job, whole, other)
 
@@ -150,8 +149,6 @@ def splice_chunks(job: FleetJob, parts: Sequence[ChunkResult]) -> LogResult | No
     other = splice([part.runs[1] for part in parts]) if job.compare is not None else None
     if mine is None or (job.compare is not None and other is None):
         return None
-    if mine.frames_read == 0:
-        return LogResult(job.log, job.key, error=f"{job.log}: no frames read")
     result = _finish(job, mine, other.lines if other is not None else None)
     result.chunks = len(parts)
     return result
@@ -160,6 +157,12 @@ def splice_chunks(job: FleetJob, parts: Sequence[ChunkResult]) -> LogResult | No
 def _finish(job: FleetJob, replayed: Spliced, other: list[dict[str, Any]] | None) -> LogResult:
     """A log's rows and figures from its (whole or spliced) timeline."""
     result = LogResult(job.log, job.key)
+    if replayed.frames_read == 0:
+        first = f": {replayed.errors[0]}" if replayed.errors else ""
+        result.error = f"{job.log}: no frames read{first}"
+        return result
+    result.bad_lines = len(replayed.errors)
+    result.first_bad_line = str(replayed.errors[0]) if replayed.errors else None
     lines = replayed.lines
     end = replayed.last_time if replayed.last_time is not None else 0.0
     result.rows = decision_rows(job.log, lines, end, other)
@@ -274,6 +277,8 @@ class FleetSummary:
             "deferrals": held,
             "chunked": self.chunked,
             "unspliced": self.unspliced,
+            "bad_lines": sum(f.get("bad_lines", 0) for f in self.figures),  # figures of an older run may lack them
+            "logs_with_bad_lines": sum(1 for f in self.figures if f.get("bad_lines")),
         }
 
     def format(self) -> str:
@@ -286,6 +291,11 @@ class FleetSummary:
             out.append(
                 f"long logs: {self.chunked} replayed in chunks and spliced, "
                 f"{self.unspliced} replayed whole (their chunks never agreed)"
+            )
+        if t["bad_lines"]:
+            first = next(f["first_bad_line"] for f in self.figures if f.get("bad_lines"))
+            out.append(
+                f"bad lines: {t['bad_lines']:,} in {t['logs_with_bad_lines']} log(s), skipped (figures/*.json); first: {first}"
             )
         outcomes = [o.value for o in Outcome]
         header = f"{'probe':16s}" + "".join(f"{o:>10s}" for o in outcomes) + "   (hours)"

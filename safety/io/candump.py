@@ -77,7 +77,7 @@ def candump_file(path: str | Path, gz: bool, file: str, report: ErrorHandler) ->
 
 
 def candump_blocks(
-    path: str | Path, gz: bool, file: str, report: ErrorHandler, *, join_chars: int = 0
+    path: str | Path, gz: bool, file: str, report: ErrorHandler, *, join_chars: int = 0, skip_lines: int = 0
 ) -> Iterator[tuple[str, int]]:
     """Blocks of whole lines of a candump file, each with the number of lines before it.
 
@@ -87,15 +87,16 @@ def candump_blocks(
     ``join_chars``, consecutive blocks are joined up to about that size (the file is still
     read, and checked, in the same steps; an error may then be reported before the frames of
     the blocks read just before it are yielded, which loses none of them unless ``report``
-    raises).
+    raises).  The first ``skip_lines`` lines are read and checked the same way but not yielded
+    (a chunk of a long log starts there: reading text costs a fraction of parsing it).
     """
     if join_chars <= 0:
-        yield from _candump_read_blocks(path, gz, file, report)
+        yield from _candump_read_blocks(path, gz, file, report, skip_lines)
         return
     pending: list[str] = []
     size = 0
     first = next_line = 0
-    for block, lineno in _candump_read_blocks(path, gz, file, report):
+    for block, lineno in _candump_read_blocks(path, gz, file, report, skip_lines):
         if pending and lineno != next_line:  # blank lines between: a block of its own
             yield "".join(pending), first
             pending, size = [], 0
@@ -111,7 +112,9 @@ def candump_blocks(
         yield "".join(pending), first
 
 
-def _candump_read_blocks(path: str | Path, gz: bool, file: str, report: ErrorHandler) -> Iterator[tuple[str, int]]:
+def _candump_read_blocks(
+    path: str | Path, gz: bool, file: str, report: ErrorHandler, skip_lines: int = 0
+) -> Iterator[tuple[str, int]]:
     lineno = 0  # lines already parsed
     blank_run = 0  # blank lines in a row, across blocks
     rest = ""  # an incomplete last line, waiting for the next block
@@ -155,6 +158,17 @@ def _candump_read_blocks(path: str | Path, gz: bool, file: str, report: ErrorHan
                     return
                 continue
             blank_run = 0
+            if lineno < skip_lines:
+                if lineno + lines <= skip_lines:
+                    lineno += lines
+                    continue
+                cut = -1
+                for _ in range(skip_lines - lineno):
+                    cut = block.index("\n", cut + 1)
+                block, lines, lineno = block[cut + 1 :], lines - (skip_lines - lineno), skip_lines
+                if not block.strip():
+                    lineno += lines
+                    continue
             yield block, lineno
             lineno += lines
 
@@ -166,8 +180,11 @@ def block_lines(block: str) -> list[str]:
     return lines
 
 
-def _candump_lines(lines: list[str], lineno: int, file: str, report: ErrorHandler) -> Iterator[Frame]:
-    """Parse line by line; ``lineno`` is the number of lines before ``lines[0]``."""
+def _candump_lines(
+    lines: list[str], lineno: int, file: str, report: ErrorHandler, numbers: list[int] | None = None
+) -> Iterator[Frame]:
+    """Parse line by line; ``lineno`` is the number of lines before ``lines[0]``.  ``numbers``,
+    if given, gets the line number of each frame yielded."""
     for line in lines:
         lineno += 1
         result = _parse_candump_line(line)
@@ -176,6 +193,8 @@ def _candump_lines(lines: list[str], lineno: int, file: str, report: ErrorHandle
         if isinstance(result, str):
             report(LogFormatError(result, Location(file=file, line=lineno)))
         else:
+            if numbers is not None:
+                numbers.append(lineno)
             yield result
 
 

@@ -11,7 +11,9 @@ and the other formats through their frame readers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ F64 = npt.NDArray[np.float64]
 U32 = npt.NDArray[np.uint32]
 BOOL = npt.NDArray[np.bool_]
 I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class FrameColumns:
     _frames: tuple[Frame, ...] | None = None  # a batch read frame by frame keeps its frames
     _payload: npt.NDArray[np.uint8] | None = None  # (n, 8) data bytes of a candump batch
     _lengths: npt.NDArray[np.uint8] | None = None
+    # Where each frame is in its log (``read_columns`` sets it): the index of its line in a
+    # candump log (0 for the first line), its index among the log's frames in other formats.
+    positions: I64 | None = None
 
     def __len__(self) -> int:
         return len(self.stamps)
@@ -70,6 +76,7 @@ class FrameColumns:
             None if self._frames is None else self._frames[cut],
             None if self._payload is None else self._payload[cut],
             None if self._lengths is None else self._lengths[cut],
+            None if self.positions is None else self.positions[cut],
         )
 
     def frames(self, rows: Iterable[int]) -> Iterator[Frame]:
@@ -96,8 +103,8 @@ class FrameColumns:
             yield Frame(stamps[k], ids[k], extended[k], data[start : start + lengths[k]], names[channels[k]])
 
 
-def columns_of_frames(frames: list[Frame]) -> FrameColumns:
-    """A batch holding ``frames`` (any format's reader)."""
+def columns_of_frames(frames: list[Frame], positions: I64 | None = None) -> FrameColumns:
+    """A batch holding ``frames`` (any format's reader), at ``positions`` in their log."""
     stamps, ids, extended, _, channel, error, remote, fd, _, _ = zip(*frames, strict=True)
     names: dict[str | None, int] = {}
     codes = [names.setdefault(c, len(names)) for c in channel]
@@ -109,47 +116,58 @@ def columns_of_frames(frames: list[Frame]) -> FrameColumns:
         channels=np.array(codes, dtype=np.int32),
         channel_names=tuple(names),
         _frames=tuple(frames),
+        positions=positions,
     )
 
 
 def read_columns(
-    path: str | Path, *, on_error: ErrorHandler | None = None, batch_frames: int = BATCH_FRAMES
+    path: str | Path, *, on_error: ErrorHandler | None = None, batch_frames: int = BATCH_FRAMES, start: int = 0
 ) -> Iterator[FrameColumns]:
     """The frames of a log (any format ``read_log`` reads) as batches of ``batch_frames`` frames
-    (the last one shorter), in log order.
+    (the last one shorter), in log order, each with its frames' ``positions``.
 
     Problems with the file as a whole raise here, as ``read_log``'s do; bad lines and frames go
-    to ``on_error`` as they do there.
+    to ``on_error`` as they do there.  ``start``: the position of the first frame wanted.  The
+    lines of a candump log before it are read and checked but not parsed (and their bad lines
+    not reported); the frames of other formats before it are read and left out.
     """
     if batch_frames < 1:
         raise ValueError(f"batch_frames must be at least 1, not {batch_frames}")
+    if start < 0:
+        raise ValueError(f"start must be at least 0, not {start}")
     report = reporter(on_error)
     if format_from_suffix(path) == "candump":
-        parts = _candump_columns(path, check_file(path), str(path), report)
+        parts = _candump_columns(path, check_file(path), str(path), report, start)
     else:
-        parts = _framed(read_log(path, on_error=report))
+        parts = _framed(read_log(path, on_error=report), start)
     return _rebatch(parts, batch_frames)
 
 
-def _framed(frames: Iterator[Frame]) -> Iterator[FrameColumns]:
+def _framed(frames: Iterator[Frame], start: int) -> Iterator[FrameColumns]:
     batch: list[Frame] = []
-    for frame in frames:
+    position = start
+    for frame in itertools.islice(frames, start, None):
         batch.append(frame)
         if len(batch) >= BATCH_FRAMES:
-            yield columns_of_frames(batch)
+            yield columns_of_frames(batch, np.arange(position, position + len(batch), dtype=np.int64))
+            position += len(batch)
             batch = []
     if batch:
-        yield columns_of_frames(batch)
+        yield columns_of_frames(batch, np.arange(position, position + len(batch), dtype=np.int64))
 
 
-def _candump_columns(path: str | Path, gz: bool, file: str, report: ErrorHandler) -> Iterator[FrameColumns]:
-    for block, lineno in candump_blocks(path, gz, file, report, join_chars=JOIN_CHARS):
+def _candump_columns(path: str | Path, gz: bool, file: str, report: ErrorHandler, start: int) -> Iterator[FrameColumns]:
+    for block, lineno in candump_blocks(path, gz, file, report, join_chars=JOIN_CHARS, skip_lines=start):
         columns = candump_block_columns(block)
         if columns is None:
-            frames = list(_candump_lines(block_lines(block), lineno, file, report))
+            numbers: list[int] = []
+            frames = list(_candump_lines(block_lines(block), lineno, file, report, numbers))
             if not frames:
                 continue
-            columns = columns_of_frames(frames)
+            columns = columns_of_frames(frames, np.array(numbers, dtype=np.int64) - 1)
+        else:
+            # Every line of a block parsed as columns is a frame.
+            columns = dataclasses.replace(columns, positions=np.arange(lineno, lineno + len(columns), dtype=np.int64))
         yield columns
 
 
@@ -187,17 +205,26 @@ def concat(parts: list[FrameColumns]) -> FrameColumns:
     ids = np.concatenate([p.ids for p in parts])
     extended = np.concatenate([p.extended for p in parts])
     special = np.concatenate([p.special for p in parts])
+    positions = None if any(p.positions is None for p in parts) else np.concatenate([p.positions for p in parts])
     if any(framed):
         frames: list[Frame] = []
         for part in parts:
             frames.extend(part._frames if part._frames is not None else part.frames(range(len(part))))
         return FrameColumns(
-            stamps, ids, extended, special, np.concatenate(channels), tuple(names), _frames=tuple(frames)
+            stamps, ids, extended, special, np.concatenate(channels), tuple(names), _frames=tuple(frames), positions=positions
         )
     payload = np.concatenate([p._payload for p in parts if p._payload is not None])
     lengths = np.concatenate([p._lengths for p in parts if p._lengths is not None])
     return FrameColumns(
-        stamps, ids, extended, special, np.concatenate(channels), tuple(names), _payload=payload, _lengths=lengths
+        stamps,
+        ids,
+        extended,
+        special,
+        np.concatenate(channels),
+        tuple(names),
+        _payload=payload,
+        _lengths=lengths,
+        positions=positions,
     )
 
 

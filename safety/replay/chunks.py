@@ -1,8 +1,10 @@
 """One long log replayed as chunks (on several workers at once), spliced so that no border shows.
 
 A chunk owns a range of the log's frames, by position (``[start, next chunk's start)``; time is
-no order a log guarantees).  It replays from ``begin``, a warm-up of ``overlap`` frames before
-its start, and on past its end by ``overlap`` frames.  In the ``2 * overlap`` frames two
+no order a log guarantees).  A frame's position is the index of its line in a candump log
+(a chunk reads the text before its warm-up without parsing it: a few times cheaper) and its
+index among the log's frames in other formats (read and left out).  It replays from ``begin``,
+a warm-up of ``overlap`` positions before its start, and on past its end by ``overlap``.  In the ``2 * overlap`` frames two
 neighbours share, both take a *fingerprint* every ``every`` frames: everything the replay
 holds that decides what it writes from there on (the vehicle state, the decoder's clock, each
 message's latest time and end-to-end checker, the frame selector's and the timeline loop's own
@@ -15,7 +17,8 @@ chunks cannot be spliced and :func:`splice` says so (``None``): the caller repla
 whole, so the answer is the same either way, only slower.
 
 Times summed per outcome are summed again from the spliced accounts in their order, so they
-are the whole replay's to the last bit; frames decoded add up from the counts at the splices.
+are the whole replay's to the last bit; frames read and decoded add up from the counts at the
+splices; the log's bad lines are each chunk's own, in its part.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from typing import Any
 import numpy as np
 
 from safety.engine.engine import Engine
+from safety.errors import LogFormatError
 from safety.io.columns import FrameColumns, read_columns
+from safety.io.logs import format_from_suffix
 from safety.replay.columnar import FrameSelector
 from safety.replay.timeline import Timeline
 from safety.vehicle.state import _Signal
@@ -214,14 +219,19 @@ def fingerprint(engine: Engine, selector: FrameSelector, timeline: Timeline) -> 
 # ---------------------------------------------------------------------- one chunk
 @dataclass
 class ChunkRun:
-    """One chunk's replay: its lines and accounts tagged with the frame they came at, and its
-    fingerprints (with the frames decoded so far) at each checkpoint."""
+    """One chunk's replay: its lines and accounts tagged with the position they came at, and its
+    fingerprints (with the frames decoded and read so far) at each checkpoint."""
 
     spec: ChunkSpec
     lines: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     accounts: list[tuple[int, dict[str, str], float, float]] = field(default_factory=list)  # (at, outcomes, since, until)
-    marks: dict[int, tuple[str, int]] = field(default_factory=dict)
+    marks: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # position -> (fingerprint, decoded, read)
+    # The log's bad lines and frames it read, each at its position (None: the error names no
+    # line, in a format whose positions are not lines).
+    errors: list[tuple[int | None, LogFormatError]] = field(default_factory=list)
+    lined: bool = False  # positions are line indices (a candump log)
     frames_decoded: int = 0
+    frames_read: int = 0
     end: int = 0  # the position after the last frame read
     reached_end: bool = False  # it read to the end of the log
     first_time: float | None = None
@@ -250,9 +260,15 @@ def replay_chunk(
     selector = FrameSelector(engine, timeline.channel, timeline.sample_every)
 
     def mark(position: int) -> None:
-        run.marks[position] = (fingerprint(engine, selector, timeline), engine._decoder.frames_decoded)
+        read = run.frames_read
+        run.marks[position] = (fingerprint(engine, selector, timeline), engine._decoder.frames_decoded, read)
 
-    batches = _chunk_batches(read_columns(log, on_error=timeline.summary.log_errors.append), spec, at, mark, run)
+    def error(problem: LogFormatError) -> None:
+        line = problem.location.line
+        run.errors.append((line - 1 if line is not None else None, problem))
+
+    run.lined = format_from_suffix(log) == "candump"
+    batches = _chunk_batches(read_columns(log, on_error=error, start=spec.begin), spec, at, mark, run)
     timeline.run(selector.frames(batches), admit=selector.admit)
     run.frames_decoded = engine._decoder.frames_decoded
     run.first_time, run.last_time = timeline.summary.first_time, timeline.summary.last_time
@@ -266,30 +282,36 @@ def _chunk_batches(
     called at each, when every frame before it has been replayed (and no later one)."""
     checkpoints = sorted(c for c in spec.checkpoints if c > spec.begin)
     next_mark = 0
-    position = 0  # of the first frame of ``batch``
+    end = spec.begin  # the position after the last frame read
     exhausted = True
     for batch in batches:
+        assert batch.positions is not None  # read_columns gives every batch its positions
+        positions = batch.positions
         n = len(batch)
-        low = max(0, spec.begin - position)
-        high = n if spec.stop is None else min(n, spec.stop - position)
+        high = n if spec.stop is None else int(np.searchsorted(positions, spec.stop))
+        low = 0
         while low < high:
-            here = position + low
-            if next_mark < len(checkpoints) and checkpoints[next_mark] == here:
-                mark(here)
+            here = int(positions[low])
+            while next_mark < len(checkpoints) and checkpoints[next_mark] <= here:
+                mark(checkpoints[next_mark])
                 next_mark += 1
             cut = high
-            if next_mark < len(checkpoints) and checkpoints[next_mark] - position < high:
-                cut = checkpoints[next_mark] - position
+            if next_mark < len(checkpoints):
+                cut = min(high, int(np.searchsorted(positions, checkpoints[next_mark])))
             at[0] = here
+            run.frames_read += cut - low
             yield batch if low == 0 and cut == n else batch.rows(low, cut)
             low = cut
-        position += n
-        if spec.stop is not None and position >= spec.stop:
+        if high:
+            end = int(positions[high - 1]) + 1
+        if high < n:
             exhausted = False
             break
-    end = position if spec.stop is None else min(position, spec.stop)
-    if next_mark < len(checkpoints) and checkpoints[next_mark] == end:
-        mark(end)
+    # Checkpoints after the last frame read: every frame before them has been replayed.
+    limit = math.inf if exhausted or spec.stop is None else spec.stop
+    while next_mark < len(checkpoints) and checkpoints[next_mark] <= limit:
+        mark(checkpoints[next_mark])
+        next_mark += 1
     at[0] = end
     run.end = end
     run.reached_end = exhausted
@@ -307,6 +329,7 @@ class Spliced:
     first_time: float | None
     last_time: float | None
     splices: list[int]  # the position of each splice
+    errors: list[LogFormatError] = field(default_factory=list)  # the log's bad lines and frames, in order
 
 
 def splice(runs: list[ChunkRun]) -> Spliced | None:
@@ -315,7 +338,8 @@ def splice(runs: list[ChunkRun]) -> Spliced | None:
     runs = sorted(runs, key=lambda r: r.spec.index)
     lines: list[dict[str, Any]] = []
     accounts: list[tuple[dict[str, str], float, float]] = []
-    decoded = 0
+    decoded = read = 0
+    errors: list[LogFormatError] = []
     cut = 0  # where the current chunk's part begins
     splices: list[int] = []
     last: ChunkRun | None = None
@@ -325,11 +349,11 @@ def splice(runs: list[ChunkRun]) -> Spliced | None:
             # The first line's time.  A chunk whose part had none agreed at its splice with a
             # neighbour that had none either: the first line is a later chunk's.
             first_time = run.first_time
-        base = run.marks[cut][1] if k > 0 else 0
+        _, decoded_base, read_base = run.marks[cut] if k > 0 else ("", 0, 0)
         if run.reached_end or k == len(runs) - 1:
             if not run.reached_end:
                 return None  # cannot happen with a plan's chunks: the last reads to the end
-            upto, decoded_upto, last = math.inf, run.frames_decoded, run
+            upto, decoded_upto, read_upto, last = math.inf, run.frames_decoded, run.frames_read, run
         else:
             following = runs[k + 1]
             shared = sorted(set(run.marks) & set(following.marks))
@@ -337,11 +361,19 @@ def splice(runs: list[ChunkRun]) -> Spliced | None:
             if not agreed:
                 return None
             upto = agreed[0]
-            decoded_upto = run.marks[upto][1]
+            _, decoded_upto, read_upto = run.marks[upto]
             splices.append(upto)
         lines += [line for at, line in run.lines if cut <= at < upto]
         accounts += [(outcomes, since, until) for at, outcomes, since, until in run.accounts if cut <= at < upto]
-        decoded += decoded_upto - base
+        decoded += decoded_upto - decoded_base
+        read += read_upto - read_base
+        # A candump chunk reports the bad lines it parses, from its warm-up on; other formats
+        # are read from their start by every chunk, so the last one has them all.
+        if run.lined:
+            # (One naming no line, none does in candump, would be the last chunk's.)
+            errors += [e for at, e in run.errors if (cut <= at < upto if at is not None else last is not None)]
+        elif last is not None:
+            errors = [e for _, e in run.errors]
         if last is not None:
             break
         cut = int(upto)
@@ -355,4 +387,4 @@ def splice(runs: list[ChunkRun]) -> Spliced | None:
         for probe_id, outcome in outcomes.items():
             per = outcome_seconds.setdefault(probe_id, {})
             per[outcome] = per.get(outcome, 0.0) + seconds
-    return Spliced(lines, outcome_seconds, last.end, decoded, first_time, last.last_time, splices)
+    return Spliced(lines, outcome_seconds, read, decoded, first_time, last.last_time, splices, errors)

@@ -167,6 +167,34 @@ def test_long_logs_in_chunks_give_every_row_and_figure_of_the_whole_replay(clien
     )
 
 
+def test_bad_lines_are_counted_once_whole_or_in_chunks(client: Any, drives: list[str], tmp_path: Path) -> None:
+    """A long log with bad lines everywhere, in chunk overlaps too: each is counted once, the
+    first is named, and the log's rows are those of the single-process replay."""
+    lines = Path(drives[0]).read_text().splitlines(keepends=True)
+    bad = list(range(5, len(lines), 3_001))  # ~17 of them, some in every chunk and overlap
+    for at in reversed(bad):
+        lines.insert(at, "garbage\n")
+    log = tmp_path / "with-bad-lines.log"
+    log.write_text("".join(lines))
+    jobs = jobs_for([str(log)], DEMO_VEHICLE, DEFAULT_POLICY, None)
+    whole = run_fleet(jobs, tmp_path / "whole", dask_submit(client))
+    chunked = run_fleet(jobs, tmp_path / "chunked", dask_submit(client), chunking=chunk_planner(20_000, 8_000, 200))
+    assert (chunked.chunked, chunked.unspliced) == (1, 0)
+    first = (
+        f"{log}:6: log-format: malformed candump line: found 'garbage', "
+        "expected '(timestamp) interface id#data' and an optional R or T"
+    )
+    for summary in (whole, chunked):
+        (figures,) = summary.figures
+        assert (figures["bad_lines"], figures["first_bad_line"]) == (len(bad), first)
+        assert figures["frames_read"] == len(lines) - len(bad)
+        assert summary.totals()["bad_lines"] == len(bad) and summary.totals()["logs_with_bad_lines"] == 1
+        assert f"bad lines: {len(bad)} in 1 log(s), skipped (figures/*.json); first: {first}" in summary.format().splitlines()
+    assert {k: v for k, v in chunked.figures[0].items() if k != "chunks"} == {k: v for k, v in whole.figures[0].items() if k != "chunks"}
+    expected = sorted(single_process_rows(str(log), DEMO_VEHICLE, DEFAULT_POLICY, None), key=lambda r: (r["log"], r["probe"], r["start"]))
+    assert parquet_rows(tmp_path / "chunked") == expected == parquet_rows(tmp_path / "whole")
+
+
 def test_chunks_that_never_agree_are_replayed_whole(client: Any, drives: list[str], tmp_path: Path) -> None:
     """Overlaps of a few seconds: the chunks of the demo drive never agree at one border (a
     workload hold only one of them saw), so the log is replayed whole: the same rows."""

@@ -48,6 +48,7 @@ def assert_same(whole: Any, spliced: Any) -> None:
     assert list(spliced.outcome_seconds) == list(summary.outcome_seconds)
     assert (spliced.frames_read, spliced.frames_decoded) == (summary.frames_read, summary.frames_decoded)
     assert (spliced.first_time, spliced.last_time) == (summary.first_time, summary.last_time)
+    assert [str(e) for e in spliced.errors] == [str(e) for e in summary.log_errors]
 
 
 @pytest.fixture(scope="module")

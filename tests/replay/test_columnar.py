@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from safety import Engine
+from safety.io.candump import iter_candump
 from safety.io.columns import candump_block_columns, read_columns
 from safety.io.logs import read_log
 from safety.replay.columnar import replay_columnar
@@ -143,6 +144,46 @@ def test_candump_columns_give_the_frames_the_parser_gives(tmp_path_factory: pyte
     got = [f for b in read_columns(path, on_error=errors.append, batch_frames=7) for f in b.frames(range(len(b)))]
     assert got == expected
     assert [str(e) for e in errors] == [str(e) for e in expected_errors]
+
+
+_line_end = st.sampled_from(["\n", "\n", "\n", "\r\n", "\r"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(_line, st.just("(1700000000.000100) can0 0B4#0102")), _line_end), min_size=1, max_size=60), st.data())
+def test_a_candump_log_read_from_a_line_on_gives_the_frames_and_errors_from_there(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    """Each frame's position is the index of its line (line ends as the reader splits them:
+    \\n, \\r\\n, a lone \\r); read from a line on, the frames and bad lines from there, nothing before."""
+    path = tmp_path_factory.mktemp("cols") / "random.log"
+    path.write_bytes("".join(text + end for text, end in lines).encode("ascii"))
+    with path.open(encoding="ascii") as f:  # the reader's line splitting: universal newlines
+        texts = f.readlines()
+    expected: list[tuple[int, Any]] = []
+    expected_errors: list[tuple[int, str]] = []
+    for index, text in enumerate(texts):
+        errors: list[Any] = []
+        expected += [(index, frame) for frame in iter_candump([text], on_error=errors.append)]
+        expected_errors += [(index, e.message) for e in errors]
+    start = data.draw(st.integers(0, len(texts) + 1))
+    errors = []
+    batches = list(read_columns(path, on_error=errors.append, batch_frames=data.draw(st.integers(1, 9)), start=start))
+    got = [(int(p), f) for b in batches for p, f in zip(b.positions.tolist(), b.frames(range(len(b))), strict=True)]
+    assert got == [(i, f) for i, f in expected if i >= start]
+    assert [(e.location.line - 1, e.message) for e in errors] == [(i, m) for i, m in expected_errors if i >= start]
+
+
+def test_frames_of_other_formats_are_positioned_by_their_index(tmp_path: Path) -> None:
+    path = tmp_path / "drive.csv"
+    path.write_text("timestamp,arbitration_id,extended,remote,error,dlc,data\n" + "".join(
+        f"{1700000000 + i}.0,0x0B4,0,0,0,2,AQI=\n" for i in range(12)
+    ))
+    whole = [f for b in read_columns(path) for f in b.frames(range(len(b)))]
+    assert len(whole) == 12
+    batches = list(read_columns(path, batch_frames=4, start=5))
+    assert [p for b in batches for p in b.positions.tolist()] == list(range(5, 12))
+    assert [f for b in batches for f in b.frames(range(len(b)))] == whole[5:]
 
 
 def test_a_block_of_the_common_shape_is_parsed_by_numpy() -> None:
