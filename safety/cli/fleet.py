@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="cut a candump log of more than about N frames into chunks, one task each, spliced exactly "
+        help="cut a candump log of more than about N frames (lines) into chunks, one task each, spliced exactly "
         "(default 4,000,000; 0: never)",
     )
     parser.add_argument(
@@ -76,7 +76,7 @@ def register(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="frames of warm-up and run-on shared by neighbouring chunks (default 400,000; under half a chunk)",
+        help="frames (lines) of warm-up and run-on shared by neighbouring chunks (default 400,000; under half a chunk)",
     )
     parser.add_argument("--report", action="store_true", help="also write DIR/report.html over the whole fleet (plotly)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar on a terminal")
