@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -105,19 +107,33 @@ class FrameColumns:
 
 def columns_of_frames(frames: list[Frame], positions: I64 | None = None) -> FrameColumns:
     """A batch holding ``frames`` (any format's reader), at ``positions`` in their log."""
-    stamps, ids, extended, _, channel, error, remote, fd, _, _ = zip(*frames, strict=True)
-    names: dict[str | None, int] = {}
-    codes = [names.setdefault(c, len(names)) for c in channel]
+    # A column at a time through C-level iteration (``map`` and ``np.fromiter``): transposing
+    # the frames with ``zip(*frames)`` cost about twice as much (BLF replay, #12).
+    n = len(frames)
+
+    def column(field: int, dtype: type[np.generic]) -> Any:
+        return np.fromiter(map(_FIELDS[field], frames), dtype=dtype, count=n)
+
+    channel = list(map(_FIELDS[4], frames))
+    names = dict.fromkeys(channel)  # in the order they first appear
+    if len(names) == 1:
+        codes = np.zeros(n, dtype=np.int32)
+    else:
+        index = {name: i for i, name in enumerate(names)}
+        codes = np.fromiter(map(index.__getitem__, channel), dtype=np.int32, count=n)
     return FrameColumns(
-        stamps=np.array(stamps, dtype=np.float64),
-        ids=np.array(ids, dtype=np.uint32),
-        extended=np.array(extended, dtype=np.bool_),
-        special=np.array(error, dtype=np.bool_) | np.array(remote, dtype=np.bool_) | np.array(fd, dtype=np.bool_),
-        channels=np.array(codes, dtype=np.int32),
+        stamps=column(0, np.float64),
+        ids=column(1, np.uint32),
+        extended=column(2, np.bool_),
+        special=column(5, np.bool_) | column(6, np.bool_) | column(7, np.bool_),  # error, remote, FD
+        channels=codes,
         channel_names=tuple(names),
         _frames=tuple(frames),
         positions=positions,
     )
+
+
+_FIELDS = tuple(operator.itemgetter(i) for i in range(10))
 
 
 def read_columns(
@@ -144,16 +160,11 @@ def read_columns(
 
 
 def _framed(frames: Iterator[Frame], start: int) -> Iterator[FrameColumns]:
-    batch: list[Frame] = []
+    wanted = itertools.islice(frames, start, None)
     position = start
-    for frame in itertools.islice(frames, start, None):
-        batch.append(frame)
-        if len(batch) >= BATCH_FRAMES:
-            yield columns_of_frames(batch, np.arange(position, position + len(batch), dtype=np.int64))
-            position += len(batch)
-            batch = []
-    if batch:
+    while batch := list(itertools.islice(wanted, BATCH_FRAMES)):
         yield columns_of_frames(batch, np.arange(position, position + len(batch), dtype=np.int64))
+        position += len(batch)
 
 
 def _candump_columns(path: str | Path, gz: bool, file: str, report: ErrorHandler, start: int) -> Iterator[FrameColumns]:

@@ -362,3 +362,17 @@ def test_lines_read_as_a_matrix_give_what_the_general_reading_gives(lines: list[
     assert (combined is None) == (general is None)
     if combined is not None and general is not None:
         assert [tuple(f) for f in combined.frames(range(len(lines)))] == [tuple(f) for f in general.frames(range(len(lines)))]
+
+
+def test_the_collector_settings_are_restored_after_a_replay(drive_log: Path) -> None:
+    import gc
+
+    from safety.replay.columnar import fewer_collections
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), fewer_collections():
+        assert gc.get_threshold() == (50_000, *before[1:])
+        raise RuntimeError("a replay that fails")
+    assert gc.get_threshold() == before
+    replay_columnar(Engine.load(DEMO_VEHICLE, DEFAULT_POLICY), drive_log, BUILTIN_PROBES, None)
+    assert gc.get_threshold() == before
