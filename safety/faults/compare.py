@@ -17,7 +17,6 @@ from safety.model.steps import Line, aligned
 __all__ = ["Loosening", "TimelineDifference", "compare_timelines"]
 
 
-
 @dataclass(frozen=True)
 class Loosening:
     """A time where the faulty timeline decided a probe less restrictively than the clean one."""
