@@ -16,6 +16,7 @@ import can
 from can.io.trc import TRCFileVersion
 
 from safety.errors import Location, LogFormatError
+from safety.io.blf import GuardedBLFReader
 from safety.io.files import open_binary, open_text
 from safety.io.frame import (
     MAX_BLANK_LINES,
@@ -162,7 +163,7 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
             reader = ASCReader(text_lines) if fmt == "asc" else can.TRCReader(text_lines)  # type: ignore[arg-type]
         elif fmt == "blf":
             blf_bytes = _CountingBytes(open_binary(path, gz))
-            reader = can.BLFReader(blf_bytes)  # type: ignore[arg-type]
+            reader = GuardedBLFReader(blf_bytes, file)  # type: ignore[arg-type]
         else:  # mf4: python-can loads a stream into memory, a path it maps itself
             reader = can.MF4Reader(open_binary(path, True) if gz else path)
     except Exception as exc:  # python-can raises many kinds here; all mean "not readable"
