@@ -1,35 +1,61 @@
-"""BLF (Vector binary logging format): python-can's reader, guarded against objects that do not move.
+"""BLF (Vector binary logging format): python-can's reader, guarded against hostile sizes.
 
-python-can 4.6.1's ``BLFReader`` walks the objects of each container by their declared size.
-An object that declares a size of 0 leaves it at the same place for ever: a CAN message of
-size 0 is yielded again and again, an object of another type or header version loops without
-yielding.  A file of a few hundred bytes would hang a replay.  :class:`GuardedBLFReader` walks
-each container's objects the way python-can will (the same search for ``LOBJ``, the same sizes,
-the data left over from the container before included) and hands python-can only the data up
-to such an object; the frames before it stay, and the object is reported with its place.
+python-can 4.6.1's ``BLFReader`` trusts every size a file declares:
+
+- an object in a container that declares a size of 0 leaves its walk at the same place for
+  ever (a CAN message of size 0 is yielded again and again, an object of another type or
+  header version loops without yielding): a file of a few hundred bytes hangs a replay;
+- an object that declares more than the data left (up to 4 GiB) is carried into the next
+  container, and the next, so the rest of the log is joined into memory again and again and
+  then dropped without a word;
+- a container is inflated without a limit: a few hundred KiB of zlib become gigabytes at once;
+- a top-level object that declares less than its own header makes it read the rest of the
+  file as one object (``read`` of a negative length).
+
+:class:`GuardedBLFReader` is python-can's reader with each of those sizes checked before it is
+used: it reads the top-level objects and inflates the containers itself (the same loop as
+python-can's, bounded), walks each container's objects the way python-can will and hands
+python-can only the data up to an object it could not get past; the frames before stay, and
+the bad object or container is reported with its place as a :class:`LogFormatError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import zlib
+from collections.abc import Generator, Iterator
 from typing import BinaryIO
 
 import can
-from can.io.blf import OBJ_HEADER_BASE_STRUCT
+from can.io.blf import LOG_CONTAINER, LOG_CONTAINER_STRUCT, NO_COMPRESSION, OBJ_HEADER_BASE_STRUCT, ZLIB_DEFLATE
 
 from safety.errors import Location, LogFormatError
+
+LOG = logging.getLogger(__name__)
 
 _SIGNATURE = b"LOBJ"
 _BASE_SIZE = OBJ_HEADER_BASE_STRUCT.size  # 16: signature, header size, version, object size, type
 _SIZE_AT = 8  # byte offset of the object size (uint32, little-endian) in the base header
+# The largest object we accept in a container.  BLF's largest frames (CAN FD 64, Ethernet,
+# FlexRay) are under 2 KiB; 16 MiB leaves room for anything a logger writes and bounds the data
+# python-can carries from container to container.
+MAX_OBJECT_SIZE = 16 * 1024 * 1024
+# The most a container may hold inflated.  Vector's loggers and python-can's writer fill
+# containers to 128 KiB; 64 MiB is 512 times that, and bounds what one container costs.
+MAX_CONTAINER_SIZE = 64 * 1024 * 1024
+# A top-level object (a container, compressed or not) is read into memory whole: zlib's
+# worst case grows data by well under 1 %, so twice a container's limit bounds any honest one.
+MAX_TOP_LEVEL_SIZE = 2 * MAX_CONTAINER_SIZE
 
 
-def first_object_that_does_not_move(data: bytes) -> int | None:
-    """The offset in ``data`` of the first object python-can would parse for ever, or None.
+def first_object_not_passed(data: bytes) -> tuple[int, int] | None:
+    """The offset and declared size of the first object in ``data`` python-can must not parse.
 
-    Follows python-can's walk: the next object's signature is searched in the 8 bytes from where
-    the previous object ends; the walk stops (and python-can carries the rest to the next
-    container, or raises) where no signature is found or an object runs past the data.
+    That is an object declaring fewer bytes than its own header (python-can would parse it for
+    ever, or step back into it) or more than :data:`MAX_OBJECT_SIZE`.  The walk follows
+    python-can's: the next object's signature is searched in the 8 bytes from where the previous
+    object ends, and the walk stops (python-can carries the rest to the next container, or
+    raises) where no signature is found or an object runs past the data.
     """
     end = len(data)
     pos = 0
@@ -38,40 +64,115 @@ def first_object_that_does_not_move(data: bytes) -> int | None:
         if found < 0 or found + _BASE_SIZE > end:
             return None
         size = int.from_bytes(data[found + _SIZE_AT : found + _SIZE_AT + 4], "little")
-        if size == 0:
-            return found
+        if size < _BASE_SIZE or size > MAX_OBJECT_SIZE:
+            return found, size
         if found + size > end:
             return None
         pos = found + size
 
 
-class GuardedBLFReader(can.BLFReader):
-    """python-can's ``BLFReader`` that stops with a :class:`LogFormatError` at an object of size 0.
+def _size_problem(size: int, most: int, what: str) -> str:
+    if size < _BASE_SIZE:
+        return f"declares a size of {size} bytes, expected at least {_BASE_SIZE}"
+    return f"declares a size of {size} bytes, more than the {most} {what} may hold"
 
-    The error names the object's byte offset in the file's object stream (the uncompressed
-    content of its containers, one after another) and the number of frames read before it.
+
+class _CountingBytes:
+    """A binary file that counts the bytes read from it, to notice a truncated BLF."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.consumed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self.consumed += len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class GuardedBLFReader(can.BLFReader):
+    """python-can's ``BLFReader``, stopping with a :class:`LogFormatError` at a size it cannot trust.
+
+    Errors name the bad object's byte offset in the file (top-level objects, containers) or in
+    the file's object stream (the inflated content of its containers, one after another), and
+    the number of frames read before it.  ``consumed`` is the number of bytes read from the file.
     """
 
     def __init__(self, file: BinaryIO, name: str) -> None:
-        super().__init__(file)
+        self._counted = _CountingBytes(file)
+        super().__init__(self._counted)  # type: ignore[arg-type]  # it reads like a BinaryIO
         self._name = name  # for errors
         self._stream_offset = 0  # where the data python-can parses next starts in the object stream
         self.frames = 0  # messages yielded so far
 
+    @property
+    def consumed(self) -> int:
+        """Bytes read from the file so far."""
+        return self._counted.consumed
+
+    def _error(self, problem: str) -> LogFormatError:
+        return LogFormatError(
+            f"{problem}; frames after frame {self.frames} are lost", Location(file=self._name, line=0)
+        )
+
+    def __iter__(self) -> Generator[can.Message, None, None]:
+        # python-can's loop over the top-level objects, with each size checked before use.
+        while True:
+            offset = self.consumed
+            head = self.file.read(_BASE_SIZE)
+            if not head:
+                break
+            signature, _, _, size, obj_type = OBJ_HEADER_BASE_STRUCT.unpack(head)  # short: struct.error
+            if signature != _SIGNATURE:
+                raise can.io.blf.BLFParseError()
+            if size < _BASE_SIZE or size > MAX_TOP_LEVEL_SIZE:
+                problem = _size_problem(size, MAX_TOP_LEVEL_SIZE, "a top-level object")
+                raise self._error(f"BLF object at byte {offset} of the file {problem}")
+            body = self.file.read(size - _BASE_SIZE)
+            self.file.read(size % 4)  # padding
+            if obj_type == LOG_CONTAINER:
+                data = self._inflate(body, offset)
+                if data is not None:
+                    yield from self._parse_container(data)
+        self.stop()
+
+    def _inflate(self, body: bytes, offset: int) -> bytes | None:
+        """A container's objects, inflated to no more than it declares; None to skip it."""
+        method, declared = LOG_CONTAINER_STRUCT.unpack_from(body)  # short: struct.error, as python-can
+        data = body[LOG_CONTAINER_STRUCT.size :]
+        if method == NO_COMPRESSION:
+            return data
+        if method != ZLIB_DEFLATE:
+            LOG.warning("Unknown compression method (%d)", method)  # python-can skips it too
+            return None
+        where = f"BLF container at byte {offset} of the file"
+        if declared > MAX_CONTAINER_SIZE:
+            raise self._error(
+                f"{where} declares {declared} uncompressed bytes, more than the {MAX_CONTAINER_SIZE} a container may hold"
+            )
+        limit = declared or MAX_CONTAINER_SIZE
+        inflater = zlib.decompressobj()
+        inflated = inflater.decompress(data, limit)
+        if inflater.unconsumed_tail and inflater.decompress(inflater.unconsumed_tail, 1):
+            bound = f"the {declared} bytes it declares" if declared else f"the {limit} bytes a container may hold"
+            raise self._error(f"{where} inflates to more than {bound}")
+        return inflated
+
     def _parse_container(self, data: bytes) -> Iterator[can.Message]:
         # python-can parses its left-over tail and this container's data as one.
         joined = self._tail + data if self._tail else data
-        stuck = first_object_that_does_not_move(joined)
-        if stuck is not None:
+        bad = first_object_not_passed(joined)
+        if bad is not None:
             self._tail = b""
-            data = joined[:stuck]
+            data = joined[: bad[0]]
         for message in super()._parse_container(data):
             self.frames += 1
             yield message
-        if stuck is not None:
-            raise LogFormatError(
-                f"BLF object at byte {self._stream_offset + stuck} of the object stream declares a size of 0 "
-                f"bytes, expected at least {_BASE_SIZE}; frames after frame {self.frames} are lost",
-                Location(file=self._name, line=0),
-            )
+        if bad is not None:
+            offset, size = bad
+            problem = _size_problem(size, MAX_OBJECT_SIZE, "a BLF object")
+            raise self._error(f"BLF object at byte {self._stream_offset + offset} of the object stream {problem}")
         self._stream_offset += len(joined) - len(self._tail)

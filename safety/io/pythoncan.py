@@ -10,7 +10,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 import can
 from can.io.trc import TRCFileVersion
@@ -63,22 +63,6 @@ class CountingLines:
     @property
     def closed(self) -> bool:
         return self._file.closed
-
-
-class _CountingBytes:
-    """A binary file that counts the bytes python-can has read, to notice a truncated BLF."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        self._file = file
-        self.consumed = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        self.consumed += len(data)
-        return data
-
-    def close(self) -> None:
-        self._file.close()
 
 
 # An ASC frame line whose time is not a number python-can's reader accepts (it skips such a line
@@ -154,7 +138,6 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
     suffixes (``drive.2020.asc.gz``); passing an open gzip stream works for every reader.
     """
     text_lines: CountingLines | None = None
-    blf_bytes: _CountingBytes | None = None
     reader: can.io.generic.MessageReader
     try:
         if fmt in ("asc", "trc"):
@@ -162,8 +145,7 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
             text_lines = CountingLines(open_text(path, gz), check, file)
             reader = ASCReader(text_lines) if fmt == "asc" else can.TRCReader(text_lines)  # type: ignore[arg-type]
         elif fmt == "blf":
-            blf_bytes = _CountingBytes(open_binary(path, gz))
-            reader = GuardedBLFReader(blf_bytes, file)  # type: ignore[arg-type]
+            reader = GuardedBLFReader(open_binary(path, gz), file)
         else:  # mf4: python-can loads a stream into memory, a path it maps itself
             reader = can.MF4Reader(open_binary(path, True) if gz else path)
     except Exception as exc:  # python-can raises many kinds here; all mean "not readable"
@@ -189,15 +171,11 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
             except StopIteration:
                 # python-can stops quietly where a BLF's compressed data runs out; its header
                 # knows how long the file should be.
-                if (
-                    isinstance(reader, can.BLFReader)
-                    and blf_bytes is not None
-                    and blf_bytes.consumed < reader.file_size
-                ):
+                if isinstance(reader, GuardedBLFReader) and reader.consumed < reader.file_size:
                     report(
                         LogFormatError(
                             f"file is truncated: its header says {reader.file_size} bytes, "
-                            f"found {blf_bytes.consumed}; frames after frame {index} are lost",
+                            f"found {reader.consumed}; frames after frame {index} are lost",
                             where(),
                         )
                     )

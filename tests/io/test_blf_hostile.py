@@ -1,21 +1,26 @@
-"""Hostile BLF files: objects whose size would send python-can's BLFReader round in circles.
+"""Hostile BLF files: declared sizes that would send python-can's BLFReader astray.
 
 Reproduced first (python-can 4.6.1): a BLF object that declares a size of 0 bytes makes
 ``can.BLFReader`` parse the same place for ever: a CAN message of size 0 is yielded again and
 again (over 100,000 frames from a one-frame file, without end), and an object of another type
 or header version loops without yielding at all.  ``drivegate replay`` and ``log-stats`` hung
 on such a file.  Each case runs the real command in a subprocess with a timeout, as a user
-would, and reads the files through ``read_log`` in-process once the hang is fixed.
+would, and reads the files through ``read_log`` in-process.  Further down: containers and
+objects whose sizes cost memory without bound, a property test that the guarded reader reads
+honest files exactly as python-can does, and a fuzzer of damaged files.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import tracemalloc
 import zlib
 from pathlib import Path
 
+import can
 import pytest
 from can.io.blf import (
     CAN_MESSAGE,
@@ -28,8 +33,12 @@ from can.io.blf import (
     OBJ_HEADER_V1_STRUCT,
 )
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safety.errors import LogFormatError
+from safety.io.blf import _BASE_SIZE, GuardedBLFReader
+from safety.io.frame import Frame
 from safety.io.logs import read_log
 
 HUNG = 30  # seconds: these files are a few hundred bytes and read in well under 5 s; 30 s is a hang
@@ -133,3 +142,232 @@ def test_read_log_keeps_the_frame_before_a_zero_size_object_and_names_its_offset
     frames = list(read_log(zero_size_blf, on_error=errors.append))
     assert [(f.arbitration_id, f.data, f.timestamp) for f in frames] == [(0x0B4, bytes(range(1, 9)), 0.001)]
     assert [str(e) for e in errors] == [f"{zero_size_blf}: {ERROR.format(offset=len(GOOD))}"]
+
+
+# --- containers and objects whose sizes would cost a reader memory without bound ---
+#
+# Reproduced first (python-can 4.6.1): ``BLFReader`` inflates a container's data without a limit
+# (a 512 KiB container of zeros becomes 512 MiB in memory at once; a few MiB of file would take
+# every byte of a head unit's or a worker's memory); an object that declares a size larger than
+# the data (up to 4 GiB) is carried into the next container, and the next, so the whole rest of
+# the log is joined into memory again and again and then dropped without a word; a top-level
+# object that declares a size below its own header makes it read the whole rest of the file as
+# that object, and the frames in it are lost without a word.
+
+
+def container(stream: bytes, *, declared: int | None = None, method: int = 2) -> bytes:
+    """One top-level log container of ``stream`` (zlib or stored), padded as BLF files are."""
+    body = zlib.compress(stream) if method == 2 else stream
+    data = LOG_CONTAINER_STRUCT.pack(method, len(stream) if declared is None else declared) + body
+    top = OBJ_HEADER_BASE_STRUCT.pack(b"LOBJ", 16, 1, 16 + len(data), LOG_CONTAINER) + data
+    return top + b"\0" * (len(top) % 4)
+
+
+def blf_file(*tops: bytes) -> bytes:
+    """A BLF file of the given top-level objects (containers, as :func:`container` makes them)."""
+    body = b"".join(tops)
+    header = FILE_HEADER_STRUCT.pack(
+        b"LOGG", FILE_HEADER_SIZE, 5, 0, 0, 0, 2, 6, 8, 1, FILE_HEADER_SIZE + len(body), 0, 0, 0, *([0] * 16)
+    )
+    return header.ljust(FILE_HEADER_SIZE, b"\0") + body
+
+
+BOMB = 512 * 1024 * 1024  # bytes of zeros in the bomb container
+
+
+@pytest.fixture(scope="module")
+def bomb_blf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GOOD in one container, then a container declaring 128 KiB that inflates to 512 MiB."""
+    deflate = zlib.compressobj(9)
+    zeros = bytes(8 * 1024 * 1024)
+    body = b"".join(deflate.compress(zeros) for _ in range(BOMB // len(zeros))) + deflate.flush()
+    data = LOG_CONTAINER_STRUCT.pack(2, 128 * 1024) + body
+    bomb = OBJ_HEADER_BASE_STRUCT.pack(b"LOBJ", 16, 1, 16 + len(data), LOG_CONTAINER) + data
+    bomb += b"\0" * (len(bomb) % 4)
+    path = tmp_path_factory.mktemp("bomb") / "bomb.blf"
+    path.write_bytes(blf_file(container(GOOD), bomb, container(GOOD)))
+    return path
+
+
+BOMB_ERROR = (
+    "log-format: BLF container at byte {offset} of the file inflates to more than the 131072 bytes it "
+    "declares; frames after frame 1 are lost"
+)
+
+
+def test_read_log_of_a_zlib_bomb_stops_at_its_container_without_inflating_it(bomb_blf: Path) -> None:
+    errors: list[LogFormatError] = []
+    tracemalloc.start()
+    try:
+        frames = list(read_log(bomb_blf, on_error=errors.append))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024, f"reading it took {peak / 2**20:.0f} MiB"
+    assert [(f.arbitration_id, f.timestamp) for f in frames] == [(0x0B4, 0.001)]
+    offset = FILE_HEADER_SIZE + len(container(GOOD))
+    assert [str(e) for e in errors] == [f"{bomb_blf}: {BOMB_ERROR.format(offset=offset)}"]
+
+
+def test_replay_of_a_zlib_bomb_reports_it_and_keeps_the_decisions_before(bomb_blf: Path) -> None:
+    result = run("replay", "--vehicle", str(DEMO_VEHICLE), "--policy", str(DEFAULT_POLICY), "--quiet", str(bomb_blf))
+    offset = FILE_HEADER_SIZE + len(container(GOOD))
+    assert f"{bomb_blf}: {BOMB_ERROR.format(offset=offset)}" in result.stderr
+    assert result.stdout.strip()
+
+
+def test_a_container_that_declares_more_than_a_reader_holds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.blf"
+    path.write_bytes(blf_file(container(GOOD), container(GOOD, declared=2**32 - 1)))
+    frames, errors = read_all(path)
+    assert [f.arbitration_id for f in frames] == [0x0B4]
+    assert errors == [
+        f"{path}: log-format: BLF container at byte {FILE_HEADER_SIZE + len(container(GOOD))} of the file "
+        "declares 4294967295 uncompressed bytes, more than the 67108864 a container may hold; "
+        "frames after frame 1 are lost"
+    ]
+
+
+def test_an_object_larger_than_any_blf_object_is_reported_not_carried_through_the_log(tmp_path: Path) -> None:
+    huge = OBJ_HEADER_BASE_STRUCT.pack(b"LOBJ", 16, 1, 2**32 - 16, CAN_MESSAGE) + bytes(48)
+    path = tmp_path / "huge.blf"
+    path.write_bytes(blf_file(container(GOOD + huge), *[container(GOOD * 100)] * 20))
+    frames, errors = read_all(path)
+    assert [f.arbitration_id for f in frames] == [0x0B4]
+    assert errors == [
+        f"{path}: log-format: BLF object at byte {len(GOOD)} of the object stream declares a size of "
+        "4294967280 bytes, more than the 16777216 a BLF object may hold; frames after frame 1 are lost"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("size", "problem"),
+    [
+        (0, "declares a size of 0 bytes, expected at least 16"),
+        (8, "declares a size of 8 bytes, expected at least 16"),
+        (15, "declares a size of 15 bytes, expected at least 16"),
+        (2**31, "declares a size of 2147483648 bytes, more than the 134217728 a top-level object may hold"),
+    ],
+)
+def test_a_top_level_object_of_an_untrustworthy_size_is_reported(tmp_path: Path, size: int, problem: str) -> None:
+    bad = OBJ_HEADER_BASE_STRUCT.pack(b"LOBJ", 16, 1, size, LOG_CONTAINER)
+    path = tmp_path / "bad-top.blf"
+    path.write_bytes(blf_file(container(GOOD), bad, container(GOOD)))
+    frames, errors = read_all(path)
+    assert [f.arbitration_id for f in frames] == [0x0B4]
+    assert errors == [
+        f"{path}: log-format: BLF object at byte {FILE_HEADER_SIZE + len(container(GOOD))} of the file "
+        f"{problem}; frames after frame 1 are lost"
+    ]
+
+
+@pytest.mark.parametrize("size", [1, 8, 15])
+def test_an_object_smaller_than_its_header_in_a_container_is_reported(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "small.blf"
+    path.write_bytes(blf(GOOD, can_object(0x101, b"\x11" * 8, ticks=200, size=size), GOOD))
+    frames, errors = read_all(path)
+    assert [f.arbitration_id for f in frames] == [0x0B4]
+    assert errors == [
+        f"{path}: log-format: BLF object at byte {len(GOOD)} of the object stream declares a size of "
+        f"{size} bytes, expected at least 16; frames after frame 1 are lost"
+    ]
+
+
+def read_all(path: Path) -> tuple[list[Frame], list[str]]:
+    errors: list[LogFormatError] = []
+    frames = list(read_log(path, on_error=errors.append))
+    return frames, [str(e) for e in errors]
+
+
+# --- the guard changes nothing on honest files, and no damage makes a reader hang or crash ---
+
+messages = st.lists(
+    st.builds(
+        can.Message,
+        arbitration_id=st.integers(0, 0x7FF),
+        data=st.binary(min_size=0, max_size=8),
+        timestamp=st.floats(0, 1e5, allow_nan=False).map(lambda t: round(t, 5)),
+        is_extended_id=st.just(False),
+        channel=st.sampled_from([0, 1, 2]),
+    ),
+    max_size=60,
+)
+
+
+def write_blf(path: Path, sent: list[can.Message], *, level: int, container_size: int) -> None:
+    writer = can.BLFWriter(path, compression_level=level)
+    writer.max_container_size = container_size  # small containers: objects span container borders
+    for message in sent:
+        writer.on_message_received(message)
+    writer.stop()
+
+
+def seen(message: can.Message) -> tuple[object, ...]:
+    return (message.arbitration_id, bytes(message.data), message.timestamp, message.channel, message.dlc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sent=messages, level=st.sampled_from([0, 1, 6]), container_size=st.integers(20, 400))
+def test_guarded_reader_reads_exactly_what_python_can_reads_from_honest_files(
+    sent: list[can.Message], level: int, container_size: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path = tmp_path_factory.mktemp("honest") / "honest.blf"
+    write_blf(path, sent, level=level, container_size=container_size)
+    with can.BLFReader(path) as plain:
+        expected = [seen(m) for m in plain]
+    with path.open("rb") as file:
+        guarded = GuardedBLFReader(file, str(path))
+        assert [seen(m) for m in guarded] == expected
+        assert guarded.consumed == path.stat().st_size
+
+
+class Hung(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise Hung
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sent=messages,
+    level=st.sampled_from([0, 1]),
+    damage=st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=4)), max_size=6),
+    sizes=st.lists(
+        st.tuples(st.integers(0, 10**6), st.one_of(st.integers(0, 40), st.integers(0, 2**32 - 1))), max_size=3
+    ),
+)
+def test_no_damage_to_a_blf_makes_read_log_hang_crash_or_invent_frames(
+    sent: list[can.Message],
+    level: int,
+    damage: list[tuple[int, bytes]],
+    sizes: list[tuple[int, int]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    path = tmp_path_factory.mktemp("damaged") / "damaged.blf"
+    write_blf(path, sent, level=level, container_size=128)
+    raw = bytearray(path.read_bytes())
+    for at, junk in damage:
+        at %= len(raw)
+        raw[at : at + len(junk)] = junk
+    # Sizes are where a reader is most easily sent astray: rewrite some objects' declared sizes
+    # (with level 0 the objects inside the containers are in the file as they are).
+    headers = [i for i in range(len(raw) - 16) if raw[i : i + 4] == b"LOBJ"]
+    for which, size in sizes:
+        if headers:
+            at = headers[which % len(headers)] + 8
+            raw[at : at + 4] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    errors: list[LogFormatError] = []
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(10)
+    try:
+        frames = list(read_log(path, on_error=errors.append))
+    except Hung:
+        pytest.fail(f"read_log still reading {path} after 10 s")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    # Every frame a BLF holds takes at least a 16-byte object header: more frames than that are invented.
+    assert len(frames) <= len(raw) // _BASE_SIZE
