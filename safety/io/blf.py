@@ -21,15 +21,30 @@ the bad object or container is reported with its place as a :class:`LogFormatErr
 
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import can
-from can.io.blf import LOG_CONTAINER, LOG_CONTAINER_STRUCT, NO_COMPRESSION, OBJ_HEADER_BASE_STRUCT, ZLIB_DEFLATE
+import numpy as np
+import numpy.typing as npt
+from can.io.blf import (
+    CAN_MESSAGE,
+    CAN_MESSAGE2,
+    CAN_MSG_EXT,
+    LOG_CONTAINER,
+    LOG_CONTAINER_STRUCT,
+    NO_COMPRESSION,
+    OBJ_HEADER_BASE_STRUCT,
+    REMOTE_FLAG,
+    ZLIB_DEFLATE,
+)
 
 from safety.errors import Location, LogFormatError
+from safety.io.frame import CAN_EFF_MASK
 
 LOG = logging.getLogger(__name__)
 
@@ -68,7 +83,23 @@ def first_object_not_passed(data: bytes) -> tuple[int, int] | None:
             return found, size
         if found + size > end:
             return None
-        pos = found + size
+        # Objects of one size back to back (a log's classic frames are all 48 bytes): checked
+        # as a run, python-can's walk would step through each of them exactly.
+        count = (end - found) // size
+        if count > 8:
+            run = np.frombuffer(data, dtype=_stride(size), count=count, offset=found)
+            same = (run["signature"] == _SIGNATURE) & (run["size"] == size)
+            pos = found + size * (count if same.all() else int(np.argmin(same)))
+        else:
+            pos = found + size
+
+
+@functools.lru_cache(maxsize=64)
+def _stride(size: int) -> np.dtype[np.void]:
+    """Objects of ``size`` bytes back to back: their signatures and declared sizes."""
+    return np.dtype(
+        {"names": ["signature", "size"], "formats": ["S4", "<u4"], "offsets": [0, _SIZE_AT], "itemsize": size}
+    )
 
 
 def _size_problem(size: int, most: int, what: str) -> str:
@@ -119,12 +150,20 @@ class GuardedBLFReader(can.BLFReader):
         )
 
     def __iter__(self) -> Generator[can.Message, None, None]:
-        # python-can's loop over the top-level objects, with each size checked before use.
+        for data in self._containers():
+            yield from self._parse_container(data)
+        self.stop()
+
+    def _containers(self) -> Iterator[bytes]:
+        """The inflated data of each container, in file order.
+
+        python-can's loop over the top-level objects, with each size checked before use.
+        """
         while True:
             offset = self.consumed
             head = self.file.read(_BASE_SIZE)
             if not head:
-                break
+                return
             signature, _, _, size, obj_type = OBJ_HEADER_BASE_STRUCT.unpack(head)  # short: struct.error
             if signature != _SIGNATURE:
                 raise can.io.blf.BLFParseError()
@@ -136,8 +175,7 @@ class GuardedBLFReader(can.BLFReader):
             if obj_type == LOG_CONTAINER:
                 data = self._inflate(body, offset)
                 if data is not None:
-                    yield from self._parse_container(data)
-        self.stop()
+                    yield data
 
     def _inflate(self, body: bytes, offset: int) -> bytes | None:
         """A container's objects, inflated to no more than it declares; None to skip it."""
@@ -176,3 +214,107 @@ class GuardedBLFReader(can.BLFReader):
             problem = _size_problem(size, MAX_OBJECT_SIZE, "a BLF object")
             raise self._error(f"BLF object at byte {self._stream_offset + offset} of the object stream {problem}")
         self._stream_offset += len(joined) - len(self._tail)
+
+
+# One classic CAN message object as python-can reads it (CAN_MESSAGE or CAN_MESSAGE2 of 48 bytes,
+# object header version 1): base header, v1 header, CAN_MSG_STRUCT.
+CAN_RECORD = np.dtype(
+    [
+        ("signature", "S4"),
+        ("header_size", "<u2"),
+        ("header_version", "<u2"),
+        ("size", "<u4"),
+        ("type", "<u4"),
+        ("time_flags", "<u4"),
+        ("client", "<u2"),
+        ("object_version", "<u2"),
+        ("ticks", "<u8"),
+        ("channel", "<u2"),
+        ("flags", "u1"),
+        ("dlc", "u1"),
+        ("can_id", "<u4"),
+        ("data", "u1", (8,)),
+    ]
+)
+assert CAN_RECORD.itemsize == 48
+_EXACT_TICKS = 1 << 53  # ticks up to here convert to float exactly, so numpy rounds as python-can's Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CANRun:
+    """Consecutive classic CAN data frames of a BLF, as columns (what python-can would yield for them)."""
+
+    stamps: npt.NDArray[np.float64]
+    ids: npt.NDArray[np.uint32]
+    extended: npt.NDArray[np.bool_]
+    channels: npt.NDArray[np.int32]  # python-can's channel number (the object's channel - 1)
+    payload: npt.NDArray[np.uint8]  # (n, 8)
+    lengths: npt.NDArray[np.uint8]
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+
+class ColumnarBLFReader(GuardedBLFReader):
+    """A :class:`GuardedBLFReader` that yields runs of classic CAN data frames as columns.
+
+    :meth:`items` yields, in file order, :class:`CANRun` batches for back-to-back classic CAN
+    message objects (the bulk of a CAN log) and python-can's ``Message`` for everything else.
+    Exactly python-can's frames: a container's objects are read as numpy records from its start
+    while they are plain classic data frames, and the rest of the container (from the first other
+    object on) goes to python-can as it is, so anything unusual is read by python-can itself.
+    """
+
+    def items(self) -> Iterator[can.Message | CANRun]:
+        for data in self._containers():
+            yield from self._container_items(data)
+        self.stop()
+
+    def _container_items(self, data: bytes) -> Iterator[can.Message | CANRun]:
+        joined = self._tail + data if self._tail else data
+        self._tail = b""
+        pos = 0
+        end = len(joined)
+        while True:
+            found = joined.find(_SIGNATURE, pos, pos + 8)
+            if found < 0 or found + CAN_RECORD.itemsize > end:
+                break
+            run = self._run(joined, found)
+            if run is None:
+                break
+            self.frames += len(run)
+            yield run
+            pos = found + CAN_RECORD.itemsize * len(run)
+        # python-can reads the rest, from an object boundary of its own walk: what it yields and
+        # raises, and the tail it keeps, are what it would have from the whole container.
+        self._stream_offset += pos
+        yield from self._parse_container(joined[pos:])
+
+    def _run(self, data: bytes, start: int) -> CANRun | None:
+        count = (len(data) - start) // CAN_RECORD.itemsize
+        records = np.frombuffer(data, dtype=CAN_RECORD, count=count, offset=start)
+        plain = (
+            (records["signature"] == _SIGNATURE)
+            & (records["header_version"] == 1)
+            & (records["size"] == CAN_RECORD.itemsize)
+            & ((records["type"] == CAN_MESSAGE) | (records["type"] == CAN_MESSAGE2))
+            & ((records["flags"] & REMOTE_FLAG) == 0)
+            & (records["ticks"] < _EXACT_TICKS)
+        )
+        length = int(np.argmin(plain)) if not plain.all() else count
+        if length == 0:
+            return None
+        records = records[:length]
+        ticks = records["ticks"].astype(np.float64)
+        # python-can: float(Decimal(ticks) * factor) + start; dividing exact floats by 1e5 or
+        # 1e9 rounds the same quotient once, as float(Decimal) does.
+        seconds = np.where(records["time_flags"] == 1, ticks / 1e5, ticks / 1e9) + self.start_timestamp
+        can_id = records["can_id"]
+        return CANRun(
+            stamps=seconds,
+            ids=can_id & np.uint32(CAN_EFF_MASK),
+            extended=(can_id & CAN_MSG_EXT) != 0,
+            channels=records["channel"].astype(np.int32) - 1,
+            payload=records["data"],
+            lengths=np.minimum(records["dlc"], 8),
+        )

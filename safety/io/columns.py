@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from safety.io.blf import CANRun
 from safety.io.candump import _candump_lines, _stamp_template, block_lines, candump_blocks
 from safety.io.files import check_file
 from safety.io.frame import CAN_EFF_MASK, CAN_SFF_MASK, ErrorHandler, Frame, reporter
 from safety.io.logs import format_from_suffix, read_log
+from safety.io.pythoncan import python_can_items
 
 # Frames per batch: large enough that numpy's per-call cost vanishes, small enough that a
 # batch's arrays stay a few MB whatever the log's length (memory stays flat).
@@ -152,8 +154,11 @@ def read_columns(
     if start < 0:
         raise ValueError(f"start must be at least 0, not {start}")
     report = reporter(on_error)
-    if format_from_suffix(path) == "candump":
+    fmt = format_from_suffix(path)
+    if fmt == "candump":
         parts = _candump_columns(path, check_file(path), str(path), report, start)
+    elif fmt == "blf":
+        parts = _blf_columns(path, check_file(path), str(path), report, start)
     else:
         parts = _framed(read_log(path, on_error=report), start)
     return _rebatch(parts, batch_frames)
@@ -165,6 +170,50 @@ def _framed(frames: Iterator[Frame], start: int) -> Iterator[FrameColumns]:
     while batch := list(itertools.islice(wanted, BATCH_FRAMES)):
         yield columns_of_frames(batch, np.arange(position, position + len(batch), dtype=np.int64))
         position += len(batch)
+
+
+def _blf_columns(path: str | Path, gz: bool, file: str, report: ErrorHandler, start: int) -> Iterator[FrameColumns]:
+    # Runs of classic data frames come as columns; python-can's frames between them are batched.
+    position = 0  # of the next frame among the log's frames
+    pending: list[Frame] = []
+
+    def framed() -> FrameColumns:
+        batch = columns_of_frames(pending, np.arange(position - len(pending), position, dtype=np.int64))
+        pending.clear()
+        return batch
+
+    for item in python_can_items(path, gz, file, "blf", report, runs=True):
+        if isinstance(item, Frame):
+            position += 1
+            if position > start:
+                pending.append(item)
+                if len(pending) == BATCH_FRAMES:
+                    yield framed()
+            continue
+        if pending:
+            yield framed()
+        first = position
+        position += len(item)
+        if position > start:
+            skip = max(start - first, 0)
+            yield _run_columns(item, skip, np.arange(first + skip, position, dtype=np.int64))
+    if pending:
+        yield framed()
+
+
+def _run_columns(run: CANRun, skip: int, positions: I64) -> FrameColumns:
+    names, codes = np.unique(run.channels[skip:], return_inverse=True)
+    return FrameColumns(
+        stamps=run.stamps[skip:],
+        ids=run.ids[skip:],
+        extended=run.extended[skip:],
+        special=np.zeros(len(positions), dtype=np.bool_),
+        channels=codes.astype(np.int32),
+        channel_names=tuple(f"can{channel}" for channel in names.tolist()),
+        _payload=run.payload[skip:],
+        _lengths=run.lengths[skip:],
+        positions=positions,
+    )
 
 
 def _candump_columns(path: str | Path, gz: bool, file: str, report: ErrorHandler, start: int) -> Iterator[FrameColumns]:
@@ -222,7 +271,14 @@ def concat(parts: list[FrameColumns]) -> FrameColumns:
         for part in parts:
             frames.extend(part._frames if part._frames is not None else part.frames(range(len(part))))
         return FrameColumns(
-            stamps, ids, extended, special, np.concatenate(channels), tuple(names), _frames=tuple(frames), positions=positions
+            stamps,
+            ids,
+            extended,
+            special,
+            np.concatenate(channels),
+            tuple(names),
+            _frames=tuple(frames),
+            positions=positions,
         )
     payload = np.concatenate([p._payload for p in parts if p._payload is not None])
     lengths = np.concatenate([p._lengths for p in parts if p._lengths is not None])
@@ -252,7 +308,6 @@ def _hex_table() -> npt.NDArray[np.uint8]:
 
 _SPACE, _HASH, _OPEN, _NEWLINE = 32, 35, 40, 10
 _DIRECTION_BYTES = np.frombuffer(b"RTrt", dtype=np.uint8)
-
 
 
 def candump_block_columns(block: str) -> FrameColumns | None:

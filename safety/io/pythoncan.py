@@ -10,13 +10,13 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import can
 from can.io.trc import TRCFileVersion
 
 from safety.errors import Location, LogFormatError
-from safety.io.blf import GuardedBLFReader
+from safety.io.blf import CANRun, ColumnarBLFReader, GuardedBLFReader
 from safety.io.files import open_binary, open_text
 from safety.io.frame import (
     MAX_BLANK_LINES,
@@ -137,6 +137,14 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
     drops keyword arguments (so no absolute ASC time) and it refuses names with more than two
     suffixes (``drive.2020.asc.gz``); passing an open gzip stream works for every reader.
     """
+    # Without ``runs`` every item is a Frame.
+    return cast(Iterator[Frame], python_can_items(path, gz, file, fmt, report))
+
+
+def python_can_items(
+    path: str | Path, gz: bool, file: str, fmt: str, report: ErrorHandler, *, runs: bool = False
+) -> Iterator[Frame | CANRun]:
+    """:func:`python_can_frames`; with ``runs``, a BLF's runs of classic data frames as :class:`CANRun`."""
     text_lines: CountingLines | None = None
     reader: can.io.generic.MessageReader
     try:
@@ -145,7 +153,8 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
             text_lines = CountingLines(open_text(path, gz), check, file)
             reader = ASCReader(text_lines) if fmt == "asc" else can.TRCReader(text_lines)  # type: ignore[arg-type]
         elif fmt == "blf":
-            reader = GuardedBLFReader(open_binary(path, gz), file)
+            blf_class = ColumnarBLFReader if runs else GuardedBLFReader
+            reader = blf_class(open_binary(path, gz), file)
         else:  # mf4: python-can loads a stream into memory, a path it maps itself
             reader = can.MF4Reader(open_binary(path, True) if gz else path)
     except Exception as exc:  # python-can raises many kinds here; all mean "not readable"
@@ -163,7 +172,7 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
 
     has_channel: bool | None = None  # decided at the first frame, once python-can read the header
     index = 0  # frames read so far, for binary formats' error messages
-    messages = iter(reader)
+    messages: Iterator[can.Message | CANRun] = reader.items() if isinstance(reader, ColumnarBLFReader) else iter(reader)
     try:
         while True:
             try:
@@ -193,6 +202,10 @@ def python_can_frames(path: str | Path, gz: bool, file: str, fmt: str, report: E
                     )
                 )
                 return
+            if isinstance(msg, CANRun):
+                index += len(msg)
+                yield msg
+                continue
             index += 1
             if has_channel is None:
                 has_channel = _format_has_channel(reader)

@@ -22,64 +22,24 @@ from pathlib import Path
 
 import can
 import pytest
+from blf_objects import blf, blf_file, can_object, container, damaged, write_messages
 from can.io.blf import (
     CAN_MESSAGE,
-    CAN_MSG_STRUCT,
     FILE_HEADER_SIZE,
-    FILE_HEADER_STRUCT,
     LOG_CONTAINER,
     LOG_CONTAINER_STRUCT,
     OBJ_HEADER_BASE_STRUCT,
-    OBJ_HEADER_V1_STRUCT,
 )
 from conftest import DEFAULT_POLICY, DEMO_VEHICLE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safety.errors import LogFormatError
-from safety.io.blf import _BASE_SIZE, GuardedBLFReader
+from safety.io.blf import _BASE_SIZE, MAX_OBJECT_SIZE, GuardedBLFReader, first_object_not_passed
 from safety.io.frame import Frame
 from safety.io.logs import read_log
 
 HUNG = 30  # seconds: these files are a few hundred bytes and read in well under 5 s; 30 s is a hang
-
-
-def can_object(
-    can_id: int, data: bytes, *, ticks: int, size: int | None = None, version: int = 1, obj_type: int = CAN_MESSAGE
-) -> bytes:
-    """One BLF CAN message object (header v1, 10 us ticks); ``size`` overrides the declared size."""
-    body = OBJ_HEADER_V1_STRUCT.pack(1, 0, 0, ticks) + CAN_MSG_STRUCT.pack(
-        1, 0, len(data), can_id, data.ljust(8, b"\0")
-    )
-    real = OBJ_HEADER_BASE_STRUCT.size + len(body)
-    return OBJ_HEADER_BASE_STRUCT.pack(b"LOBJ", 16, version, real if size is None else size, obj_type) + body
-
-
-def blf(*objects: bytes) -> bytes:
-    """A BLF file holding ``objects`` in one zlib container, as CANoe and python-can write them."""
-    stream = b"".join(objects)
-    container = LOG_CONTAINER_STRUCT.pack(2, len(stream)) + zlib.compress(stream)
-    top = OBJ_HEADER_BASE_STRUCT.pack(b"LOBJ", 16, 1, 16 + len(container), LOG_CONTAINER) + container
-    top += b"\0" * (len(top) % 4)
-    header = FILE_HEADER_STRUCT.pack(
-        b"LOGG",
-        FILE_HEADER_SIZE,
-        5,
-        0,
-        0,
-        0,
-        2,
-        6,
-        8,
-        1,
-        FILE_HEADER_SIZE + len(top),
-        len(stream),
-        len(objects),
-        0,
-        *([0] * 8),
-        *([0] * 8),
-    )
-    return header.ljust(FILE_HEADER_SIZE, b"\0") + top
 
 
 GOOD = can_object(
@@ -153,23 +113,6 @@ def test_read_log_keeps_the_frame_before_a_zero_size_object_and_names_its_offset
 # the log is joined into memory again and again and then dropped without a word; a top-level
 # object that declares a size below its own header makes it read the whole rest of the file as
 # that object, and the frames in it are lost without a word.
-
-
-def container(stream: bytes, *, declared: int | None = None, method: int = 2) -> bytes:
-    """One top-level log container of ``stream`` (zlib or stored), padded as BLF files are."""
-    body = zlib.compress(stream) if method == 2 else stream
-    data = LOG_CONTAINER_STRUCT.pack(method, len(stream) if declared is None else declared) + body
-    top = OBJ_HEADER_BASE_STRUCT.pack(b"LOBJ", 16, 1, 16 + len(data), LOG_CONTAINER) + data
-    return top + b"\0" * (len(top) % 4)
-
-
-def blf_file(*tops: bytes) -> bytes:
-    """A BLF file of the given top-level objects (containers, as :func:`container` makes them)."""
-    body = b"".join(tops)
-    header = FILE_HEADER_STRUCT.pack(
-        b"LOGG", FILE_HEADER_SIZE, 5, 0, 0, 0, 2, 6, 8, 1, FILE_HEADER_SIZE + len(body), 0, 0, 0, *([0] * 16)
-    )
-    return header.ljust(FILE_HEADER_SIZE, b"\0") + body
 
 
 BOMB = 512 * 1024 * 1024  # bytes of zeros in the bomb container
@@ -294,14 +237,6 @@ messages = st.lists(
 )
 
 
-def write_blf(path: Path, sent: list[can.Message], *, level: int, container_size: int) -> None:
-    writer = can.BLFWriter(path, compression_level=level)
-    writer.max_container_size = container_size  # small containers: objects span container borders
-    for message in sent:
-        writer.on_message_received(message)
-    writer.stop()
-
-
 def seen(message: can.Message) -> tuple[object, ...]:
     return (message.arbitration_id, bytes(message.data), message.timestamp, message.channel, message.dlc)
 
@@ -312,7 +247,7 @@ def test_guarded_reader_reads_exactly_what_python_can_reads_from_honest_files(
     sent: list[can.Message], level: int, container_size: int, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     path = tmp_path_factory.mktemp("honest") / "honest.blf"
-    write_blf(path, sent, level=level, container_size=container_size)
+    write_messages(path, sent, level=level, container_size=container_size)
     with can.BLFReader(path) as plain:
         expected = [seen(m) for m in plain]
     with path.open("rb") as file:
@@ -346,19 +281,9 @@ def test_no_damage_to_a_blf_makes_read_log_hang_crash_or_invent_frames(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     path = tmp_path_factory.mktemp("damaged") / "damaged.blf"
-    write_blf(path, sent, level=level, container_size=128)
-    raw = bytearray(path.read_bytes())
-    for at, junk in damage:
-        at %= len(raw)
-        raw[at : at + len(junk)] = junk
-    # Sizes are where a reader is most easily sent astray: rewrite some objects' declared sizes
-    # (with level 0 the objects inside the containers are in the file as they are).
-    headers = [i for i in range(len(raw) - 16) if raw[i : i + 4] == b"LOBJ"]
-    for which, size in sizes:
-        if headers:
-            at = headers[which % len(headers)] + 8
-            raw[at : at + 4] = size.to_bytes(4, "little")
-    path.write_bytes(bytes(raw))
+    write_messages(path, sent, level=level, container_size=128)
+    raw = damaged(path.read_bytes(), damage, sizes)
+    path.write_bytes(raw)
     errors: list[LogFormatError] = []
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(10)
@@ -371,3 +296,40 @@ def test_no_damage_to_a_blf_makes_read_log_hang_crash_or_invent_frames(
         signal.signal(signal.SIGALRM, previous)
     # Every frame a BLF holds takes at least a 16-byte object header: more frames than that are invented.
     assert len(frames) <= len(raw) // _BASE_SIZE
+
+
+def walk_object_by_object(data: bytes) -> tuple[int, int] | None:
+    """python-can's walk, one object at a time: the first object of a size it must not parse."""
+    pos = 0
+    while True:
+        found = data.find(b"LOBJ", pos, pos + 8)
+        if found < 0 or found + 16 > len(data):
+            return None
+        size = int.from_bytes(data[found + 8 : found + 12], "little")
+        if size < 16 or size > MAX_OBJECT_SIZE:
+            return found, size
+        if found + size > len(data):
+            return None
+        pos = found + size
+
+
+object_run = st.tuples(
+    st.sampled_from([48, 48, 56, 20, 17, 0, 8, 15, MAX_OBJECT_SIZE + 1, 2**32 - 1]),
+    st.integers(1, 40),
+    st.binary(max_size=3),  # padding or junk after the run
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(runs=st.lists(object_run, max_size=6), cut=st.integers(0, 4000))
+def test_the_walk_in_runs_finds_what_a_walk_object_by_object_finds(
+    runs: list[tuple[int, int, bytes]], cut: int
+) -> None:
+    parts = []
+    for size, count, junk in runs:
+        body = max(size, 16) - 16 if size <= 4096 else 16
+        one = OBJ_HEADER_BASE_STRUCT.pack(b"LOBJ", 16, 1, size, CAN_MESSAGE) + bytes(body)
+        parts.append(one * count + junk)
+    data = b"".join(parts)
+    data = data[: cut % (len(data) + 1)]
+    assert first_object_not_passed(data) == walk_object_by_object(data)
