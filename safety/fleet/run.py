@@ -431,17 +431,19 @@ def chunk_planner(
     overlap: int = DEFAULT_OVERLAP_FRAMES,
     every: int = DEFAULT_EVERY_FRAMES,
 ) -> Callable[[FleetJob], list[ChunkSpec]]:
-    """Plans the chunks of a candump log of more than about ``chunk_frames`` frames (other
+    """Plans the chunks of a candump or BLF log of more than about ``chunk_frames`` frames (other
     formats, and compressed logs, are one task each: their frames cannot be counted cheaply)."""
-    # A candump line is at least 20 bytes: a smaller file cannot hold chunk_frames frames.
-    smallest = 20 * chunk_frames
+    # The fewest bytes a frame takes: a candump line at least 20, a BLF frame 48 before
+    # compression and more than 4 after.  A smaller file cannot hold chunk_frames frames.
+    least_bytes = {"candump": 20, "blf": 4}
 
     def plan(job: FleetJob) -> list[ChunkSpec]:
         path = Path(job.log)
-        if format_from_suffix(path) != "candump" or path.suffix == ".gz":
+        fmt = format_from_suffix(path)
+        if fmt not in least_bytes or path.suffix == ".gz":
             return []
         try:
-            if path.stat().st_size <= smallest:
+            if path.stat().st_size <= least_bytes[fmt] * chunk_frames:
                 return []
             frames = estimate_frames(path)
         except OSError:

@@ -26,6 +26,7 @@ import logging
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import can
@@ -35,6 +36,7 @@ from can.io.blf import (
     CAN_MESSAGE,
     CAN_MESSAGE2,
     CAN_MSG_EXT,
+    FILE_HEADER_STRUCT,
     LOG_CONTAINER,
     LOG_CONTAINER_STRUCT,
     NO_COMPRESSION,
@@ -61,6 +63,7 @@ MAX_CONTAINER_SIZE = 64 * 1024 * 1024
 # A top-level object (a container, compressed or not) is read into memory whole: zlib's
 # worst case grows data by well under 1 %, so twice a container's limit bounds any honest one.
 MAX_TOP_LEVEL_SIZE = 2 * MAX_CONTAINER_SIZE
+CAN_RECORD_SIZE = 48  # a classic CAN message object: base header, v1 header, the message
 
 
 def first_object_not_passed(data: bytes) -> tuple[int, int] | None:
@@ -100,6 +103,21 @@ def _stride(size: int) -> np.dtype[np.void]:
     return np.dtype(
         {"names": ["signature", "size"], "formats": ["S4", "<u4"], "offsets": [0, _SIZE_AT], "itemsize": size}
     )
+
+
+def frames_in_header(path: str | Path) -> int | None:
+    """About how many frames a BLF file holds, from its header; None if it has no BLF header.
+
+    The header counts the objects written (python-can's writer and Vector's count each frame);
+    where the count is 0, the frames of 48 bytes its uncompressed size would hold.
+    """
+    with open(path, "rb") as file:
+        head = file.read(FILE_HEADER_STRUCT.size)
+    if len(head) < FILE_HEADER_STRUCT.size or head[:4] != b"LOGG":
+        return None
+    header = FILE_HEADER_STRUCT.unpack(head)
+    uncompressed, objects = header[11], header[12]
+    return int(objects) if objects else int(uncompressed) // CAN_RECORD_SIZE
 
 
 def _size_problem(size: int, most: int, what: str) -> str:
@@ -236,7 +254,7 @@ CAN_RECORD = np.dtype(
         ("data", "u1", (8,)),
     ]
 )
-assert CAN_RECORD.itemsize == 48
+assert CAN_RECORD.itemsize == CAN_RECORD_SIZE
 _EXACT_TICKS = 1 << 53  # ticks up to here convert to float exactly, so numpy rounds as python-can's Decimal
 
 

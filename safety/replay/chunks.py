@@ -35,6 +35,7 @@ import numpy as np
 
 from safety.engine.engine import Engine
 from safety.errors import LogFormatError
+from safety.io.blf import frames_in_header
 from safety.io.columns import FrameColumns, read_columns
 from safety.io.logs import format_from_suffix
 from safety.replay.columnar import FrameSelector
@@ -160,7 +161,10 @@ def plan_chunks(
 
 
 def estimate_frames(path: str | Path, sample_bytes: int = 1 << 20) -> int:
-    """About how many frames a candump log holds, from the size of its first lines."""
+    """About how many frames a log holds: a candump log's from the size of its first lines, a
+    BLF log's from its header (0 for a BLF without one: it cannot be planned)."""
+    if format_from_suffix(path) == "blf":
+        return frames_in_header(path) or 0
     size = Path(path).stat().st_size
     with open(path, "rb") as f:
         head = f.read(sample_bytes)

@@ -26,6 +26,7 @@ distributed = pytest.importorskip("distributed", reason="the fleet extra is not 
 pq = pytest.importorskip("pyarrow.parquet", reason="the fleet extra is not installed")
 
 from safety.fleet.run import FleetJob, chunk_planner, dask_submit, job_keys, run_fleet  # noqa: E402
+from safety.io.write import write_frames  # noqa: E402
 
 SPEED_BANDS = ROOT / "policies" / "speed-bands.yaml"
 RAV4_TSS2 = ROOT / "tests" / "profiles" / "rav4_tss2.yaml"
@@ -164,6 +165,23 @@ def test_long_logs_in_chunks_give_every_row_and_figure_of_the_whole_replay(clien
         assert {k: v for k, v in figures.items() if k != "chunks"} == {k: v for k, v in by_log[figures["log"]].items() if k != "chunks"}
     assert chunked.format().splitlines()[1] == (
         f"long logs: {chunked.chunked} replayed in chunks and spliced, {chunked.unspliced} replayed whole (their chunks never agreed)"
+    )
+
+
+def test_a_long_blf_log_in_chunks_gives_every_row_of_the_whole_replay(
+    client: Any, drives: list[str], tmp_path: Path
+) -> None:
+    """A BLF log is planned from its header's frame count and cut by frame index."""
+    blf = tmp_path / "drive.blf"
+    write_frames(blf, read_log(drives[0]))
+    jobs = jobs_for([str(blf)], DEMO_VEHICLE, SPEED_BANDS, DEFAULT_POLICY)
+    chunked = run_fleet(
+        jobs, tmp_path / "chunked", dask_submit(client), compare=True, chunking=chunk_planner(20_000, 8_000, 200)
+    )
+    assert (chunked.replayed, chunked.chunked, chunked.unspliced, len(chunked.failed)) == (1, 1, 0, 0)
+    assert chunked.figures[0]["chunks"] == 3
+    assert parquet_rows(tmp_path / "chunked") == single_process_rows(
+        str(blf), DEMO_VEHICLE, SPEED_BANDS, DEFAULT_POLICY
     )
 
 

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from test_columnar import SPEED_BANDS, drives
 
 from safety import Engine
+from safety.io.logs import read_log
+from safety.io.write import write_frames
 from safety.replay import chunks
 from safety.replay.chunks import ChunkSpec, estimate_frames, fingerprint, plan_chunks, replay_chunk, splice
 from safety.replay.columnar import FrameSelector, timeline_lines
@@ -85,6 +87,17 @@ def test_the_frames_of_a_candump_log_are_estimated_from_its_first_lines(tmp_path
     assert estimate_frames(tmp_path / "b.log") == 0
 
 
+def test_the_frames_of_a_blf_log_are_estimated_from_its_header(drive_log: Path, tmp_path: Path) -> None:
+    blf = tmp_path / "drive.blf"
+    frames = write_frames(blf, read_log(drive_log))
+    assert estimate_frames(blf) == frames == 51952  # the header counts the objects python-can wrote
+    # A header without a count (0): the frames its uncompressed size can hold, 48 bytes each.
+    raw = bytearray(blf.read_bytes())
+    raw[32:36] = bytes(4)  # the object count, after the signature, header size, versions and two sizes
+    blf.write_bytes(bytes(raw))
+    assert 51952 <= estimate_frames(blf) <= 51952 * 1.01
+
+
 # ------------------------------------------------------------------ spliced = whole
 @pytest.mark.parametrize(("chunk_frames", "overlap", "every"), [(20_000, 8_000, 200), (15_000, 6_000, 100), (12_000, 5_000, 7)])
 def test_the_demo_drive_spliced_is_the_whole_replay(drive_log: Path, chunk_frames: int, overlap: int, every: int) -> None:
@@ -101,6 +114,16 @@ def test_the_demo_drive_spliced_is_the_whole_replay(drive_log: Path, chunk_frame
 def test_the_demo_drive_under_another_policy(drive_log: Path) -> None:
     whole, spliced = whole_and_spliced(drive_log, plan_chunks(51_952, 20_000, 8_000, 200), policy=SPEED_BANDS)
     assert spliced is not None
+    assert_same(whole, spliced)
+
+
+def test_a_blf_drive_spliced_is_the_whole_replay(drive_log: Path, tmp_path: Path) -> None:
+    blf = tmp_path / "drive.blf"
+    write_frames(blf, read_log(drive_log))
+    plan = plan_chunks(estimate_frames(blf), 15_000, 6_000, 100)
+    assert len(plan) == 3  # 51,952 frames: the nearest whole number of chunks
+    whole, spliced = whole_and_spliced(blf, plan)
+    assert spliced is not None and spliced.splices
     assert_same(whole, spliced)
 
 
