@@ -46,7 +46,7 @@ from can.io.blf import (
 )
 
 from safety.errors import Location, LogFormatError
-from safety.io.frame import CAN_EFF_MASK
+from safety.io.frame import CAN_EFF_MASK, Frame
 
 LOG = logging.getLogger(__name__)
 
@@ -271,6 +271,19 @@ class CANRun:
 
     def __len__(self) -> int:
         return len(self.stamps)
+
+
+def run_frames(run: CANRun) -> Iterator[Frame]:
+    """The frames of ``run``, as python-can's messages for them are converted."""
+    data = run.payload.tobytes()
+    names = {channel: f"can{channel}" for channel in np.unique(run.channels).tolist()}
+    channels = run.channels.tolist()
+    start = 0
+    for stamp, can_id, extended, channel, length in zip(
+        run.stamps.tolist(), run.ids.tolist(), run.extended.tolist(), channels, run.lengths.tolist(), strict=True
+    ):
+        yield Frame(stamp, can_id, extended, data[start : start + length], names[channel])
+        start += 8
 
 
 class ColumnarBLFReader(GuardedBLFReader):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import zlib
 from pathlib import Path
+from typing import cast
 
 import can
 from can.io.blf import (
@@ -17,6 +18,10 @@ from can.io.blf import (
     OBJ_HEADER_BASE_STRUCT,
     OBJ_HEADER_V1_STRUCT,
 )
+
+from safety.errors import LogFormatError
+from safety.io.frame import Frame
+from safety.io.pythoncan import python_can_items
 
 
 def can_object(
@@ -114,3 +119,12 @@ def damaged(raw: bytes, junk: list[tuple[int, bytes]], sizes: list[tuple[int, in
             at = headers[which % len(headers)] + 8
             out[at : at + 4] = size.to_bytes(4, "little")
     return bytes(out)
+
+
+def python_can_alone(path: Path) -> tuple[list[Frame], list[LogFormatError]]:
+    """The frames and errors of a BLF read by python-can's reader alone (guarded against
+    hostile sizes, no numpy runs): what ``read_log`` and ``read_columns`` are held to."""
+    errors: list[LogFormatError] = []
+    items = list(python_can_items(path, False, str(path), "blf", errors.append))
+    assert all(isinstance(item, Frame) for item in items)
+    return cast(list[Frame], items), errors

@@ -1,7 +1,8 @@
 """BLF logs read as columns (``read_columns``): numpy records for runs of classic data frames.
 
-The columns must hold exactly the frames and errors ``read_log`` (python-can's reader, guarded)
-gives for the same file, from any frame on, in batches of any size: on python-can-written files
+The columns must hold exactly the frames and errors python-can's reader alone (guarded against
+hostile sizes) gives for the same file, from any frame on, in batches of any size, and so must
+``read_log`` (which reads those runs as numpy records too): on python-can-written files
 of every kind of message and container size, on files damaged at random, and on the shared real
 BLF logs.  The numpy path must really be taken on a plain file, or these tests would pass on
 python-can alone.
@@ -14,7 +15,7 @@ from typing import Any
 
 import can
 import pytest
-from blf_objects import blf_file, can_object, containers, damaged, write_messages
+from blf_objects import blf_file, can_object, containers, damaged, python_can_alone, write_messages
 from can.io.blf import CAN_MESSAGE, CAN_MESSAGE2
 from conftest import SHARED
 from hypothesis import given, settings
@@ -78,9 +79,13 @@ def frames_and_errors_of_columns(path: Path, start: int, batch_frames: int) -> t
 
 
 def frames_and_errors_of_log(path: Path, start: int) -> tuple[list[Any], list[str]]:
-    errors: list[Any] = []
-    frames = list(enumerate(read_log(path, on_error=errors.append)))
-    return frames[start:], [str(e) for e in errors]
+    """python-can's frames (its reader alone) from ``start`` on, with their positions, and its
+    errors; ``read_log``, which reads runs of classic frames as numpy records too, gives the same."""
+    frames, errors = python_can_alone(path)
+    logged: list[Any] = []
+    assert list(read_log(path, on_error=logged.append)) == frames
+    assert [str(e) for e in logged] == [str(e) for e in errors]
+    return list(enumerate(frames))[start:], [str(e) for e in errors]
 
 
 @settings(max_examples=200, deadline=None)

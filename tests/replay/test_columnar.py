@@ -23,6 +23,7 @@ from safety import Engine
 from safety.io.candump import iter_candump
 from safety.io.columns import candump_block_columns, read_columns
 from safety.io.logs import read_log
+from safety.io.write import write_frames
 from safety.replay.columnar import replay_columnar
 from safety.replay.timeline import BUILTIN_PROBES, ReplaySummary, replay_file
 
@@ -100,6 +101,18 @@ def test_real_logs(log: tuple[str, str], profile: Path, sample_every: float | No
     for policy in (DEFAULT_POLICY, SPEED_BANDS):
         streaming, columnar = both(path, profile, policy, sample_every=sample_every)
         assert columnar == streaming
+
+
+@pytest.mark.parametrize(("log", "profile"), REAL_LOGS[1:3], ids=[parts[1] for parts, _ in REAL_LOGS[1:3]])
+def test_real_logs_written_as_blf(log: tuple[str, str], profile: Path, tmp_path: Path) -> None:
+    """The real drives as a logger would write them in BLF: the columnar replay reads their
+    classic frames as numpy records, the streaming one through python-can."""
+    blf = tmp_path / "drive.blf"
+    written = write_frames(blf, read_log(shared(*log)))
+    for policy in (DEFAULT_POLICY, SPEED_BANDS):
+        streaming, columnar = both(blf, profile, policy, batch_frames=5000)
+        assert columnar == streaming
+        assert f"frames read: {written}" in streaming[1]
 
 
 def test_columns_hold_the_frames_read_log_gives_on_real_logs() -> None:
@@ -275,6 +288,20 @@ def test_random_drives(
     path = tmp_path_factory.mktemp("drive") / "random.log"
     path.write_text("".join(line + "\n" for _, line in lines))
     streaming, columnar = both(path, policy=policy, sample_every=sample_every, batch_frames=batch_frames)
+    assert columnar == streaming
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(drives(), st.sampled_from([None, 0.3]), st.integers(1, 25))
+def test_random_drives_written_as_blf(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[tuple[float, str]], sample_every: float | None, batch_frames: int
+) -> None:
+    directory = tmp_path_factory.mktemp("drive")
+    text = directory / "random.log"
+    text.write_text("".join(line + "\n" for _, line in lines))
+    blf = directory / "random.blf"
+    write_frames(blf, read_log(text, on_error=lambda _e: None))
+    streaming, columnar = both(blf, sample_every=sample_every, batch_frames=batch_frames)
     assert columnar == streaming
 
 
