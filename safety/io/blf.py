@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -64,19 +65,24 @@ MAX_CONTAINER_SIZE = 64 * 1024 * 1024
 # worst case grows data by well under 1 %, so twice a container's limit bounds any honest one.
 MAX_TOP_LEVEL_SIZE = 2 * MAX_CONTAINER_SIZE
 CAN_RECORD_SIZE = 48  # a classic CAN message object: base header, v1 header, the message
+MAX_HEADER_SIZE = 64 * 1024  # the file header: python-can and Vector write 144 bytes
+# Frames are estimated from the header for planning only; no log's frames take fewer bytes of
+# file than this on average (zlib makes ~5 of a busy bus's 48), so a header saying more lies.
+LEAST_FILE_BYTES_PER_FRAME = 4
 
 
 def first_object_not_passed(data: bytes) -> tuple[int, int] | None:
     """The offset and declared size of the first object in ``data`` python-can must not parse.
 
     That is an object declaring fewer bytes than its own header (python-can would parse it for
-    ever, or step back into it) or more than :data:`MAX_OBJECT_SIZE`.  The walk follows
-    python-can's: the next object's signature is searched in the 8 bytes from where the previous
-    object ends, and the walk stops (python-can carries the rest to the next container, or
-    raises) where no signature is found or an object runs past the data.
+    ever, or step back into it) or more than :data:`MAX_OBJECT_SIZE`.  The walk steps from
+    object to object as python-can's does (the next object's signature is searched in the 8
+    bytes from where the previous one ends) and ends where python-can's could go no further in
+    this data: no signature found, or an object running past the end.
     """
     end = len(data)
     pos = 0
+    previous_end = previous_size = -1
     while True:
         found = data.find(_SIGNATURE, pos, pos + 8)
         if found < 0 or found + _BASE_SIZE > end:
@@ -86,15 +92,44 @@ def first_object_not_passed(data: bytes) -> tuple[int, int] | None:
             return found, size
         if found + size > end:
             return None
-        # Objects of one size back to back (a log's classic frames are all 48 bytes): checked
-        # as a run, python-can's walk would step through each of them exactly.
-        count = (end - found) // size
-        if count > 8:
-            run = np.frombuffer(data, dtype=_stride(size), count=count, offset=found)
-            same = (run["signature"] == _SIGNATURE) & (run["size"] == size)
-            pos = found + size * (count if same.all() else int(np.argmin(same)))
+        if found == previous_end and size == previous_size:
+            # Objects of one size back to back (a log's classic frames are all 48 bytes): the
+            # rest of the run is checked with numpy, python-can's walk steps through each exactly.
+            pos = found + size * _run_length(data, found, _stride(size), functools.partial(_declares, size))
         else:
             pos = found + size
+        previous_end, previous_size = pos, size
+
+
+def _declares(size: int, records: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
+    same: npt.NDArray[np.bool_] = records["size"] == size
+    return same
+
+
+def _run_length(
+    data: bytes,
+    start: int,
+    dtype: np.dtype[np.void],
+    alike: Callable[[npt.NDArray[np.void]], npt.NDArray[np.bool_]],
+) -> int:
+    """How many records of ``dtype`` from ``start`` on carry the signature and are ``alike``.
+
+    Looked at in windows that double while every record matches, so a short run costs a short
+    look however much data follows (looking at all of it each time was quadratic in a container
+    of objects that never run: found by review).
+    """
+    available = (len(data) - start) // dtype.itemsize
+    length = 0
+    window = 64
+    while length < available:
+        count = min(window, available - length)
+        records = np.frombuffer(data, dtype=dtype, count=count, offset=start + length * dtype.itemsize)
+        matches = (records["signature"] == _SIGNATURE) & alike(records)
+        if not matches.all():
+            return length + int(np.argmin(matches))
+        length += count
+        window *= 2
+    return length
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,15 +144,18 @@ def frames_in_header(path: str | Path) -> int | None:
     """About how many frames a BLF file holds, from its header; None if it has no BLF header.
 
     The header counts the objects written (python-can's writer and Vector's count each frame);
-    where the count is 0, the frames of 48 bytes its uncompressed size would hold.
+    where the count is 0, the frames of 48 bytes its uncompressed size would hold; never more
+    than the file's size allows (:data:`LEAST_FILE_BYTES_PER_FRAME`: a header can lie).
     """
     with open(path, "rb") as file:
         head = file.read(FILE_HEADER_STRUCT.size)
+        size = os.fstat(file.fileno()).st_size
     if len(head) < FILE_HEADER_STRUCT.size or head[:4] != b"LOGG":
         return None
     header = FILE_HEADER_STRUCT.unpack(head)
     uncompressed, objects = header[11], header[12]
-    return int(objects) if objects else int(uncompressed) // CAN_RECORD_SIZE
+    stated = int(objects) if objects else int(uncompressed) // CAN_RECORD_SIZE
+    return min(stated, size // LEAST_FILE_BYTES_PER_FRAME)
 
 
 def _size_problem(size: int, most: int, what: str) -> str:
@@ -127,16 +165,28 @@ def _size_problem(size: int, most: int, what: str) -> str:
 
 
 class _CountingBytes:
-    """A binary file that counts the bytes read from it, to notice a truncated BLF."""
+    """A binary file that counts the bytes read from it, to notice a truncated BLF; bytes read
+    may be handed back (``unread``) to be read again."""
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
+        self._back = b""
         self.consumed = 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
+        if self._back:
+            data = self._back if size < 0 else self._back[:size]
+            self._back = self._back[len(data) :]
+            if size < 0 or len(data) < size:
+                data += self._file.read(-1 if size < 0 else size - len(data))
+        else:
+            data = self._file.read(size)
         self.consumed += len(data)
         return data
+
+    def unread(self, data: bytes) -> None:
+        self._back = data + self._back
+        self.consumed -= len(data)
 
     def close(self) -> None:
         self._file.close()
@@ -152,6 +202,17 @@ class GuardedBLFReader(can.BLFReader):
 
     def __init__(self, file: BinaryIO, name: str) -> None:
         self._counted = _CountingBytes(file)
+        # python-can reads the rest of the file header by the size it declares: check it first.
+        head = self._counted.read(FILE_HEADER_STRUCT.size)
+        if len(head) == FILE_HEADER_STRUCT.size and head[:4] == b"LOGG":
+            header_size = int.from_bytes(head[4:8], "little")
+            if not FILE_HEADER_STRUCT.size <= header_size <= MAX_HEADER_SIZE:
+                raise LogFormatError(
+                    f"the BLF file header declares a size of {header_size} bytes, "
+                    f"expected {FILE_HEADER_STRUCT.size} to {MAX_HEADER_SIZE}",
+                    Location(file=name),
+                )
+        self._counted.unread(head)
         super().__init__(self._counted)  # type: ignore[arg-type]  # it reads like a BinaryIO
         self._name = name  # for errors
         self._stream_offset = 0  # where the data python-can parses next starts in the object stream
@@ -256,6 +317,19 @@ CAN_RECORD = np.dtype(
 )
 assert CAN_RECORD.itemsize == CAN_RECORD_SIZE
 _EXACT_TICKS = 1 << 53  # ticks up to here convert to float exactly, so numpy rounds as python-can's Decimal
+MIN_RUN = 16  # classic frames in a row worth reading as records rather than through python-can
+
+
+def _plain_classic(records: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
+    """The records that are classic CAN data frames python-can reads exactly as numpy does."""
+    plain: npt.NDArray[np.bool_] = (
+        (records["header_version"] == 1)
+        & (records["size"] == CAN_RECORD.itemsize)
+        & ((records["type"] == CAN_MESSAGE) | (records["type"] == CAN_MESSAGE2))
+        & ((records["flags"] & REMOTE_FLAG) == 0)
+        & (records["ticks"] < _EXACT_TICKS)
+    )
+    return plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,20 +396,14 @@ class ColumnarBLFReader(GuardedBLFReader):
         yield from self._parse_container(joined[pos:])
 
     def _run(self, data: bytes, start: int) -> CANRun | None:
-        count = (len(data) - start) // CAN_RECORD.itemsize
-        records = np.frombuffer(data, dtype=CAN_RECORD, count=count, offset=start)
-        plain = (
-            (records["signature"] == _SIGNATURE)
-            & (records["header_version"] == 1)
-            & (records["size"] == CAN_RECORD.itemsize)
-            & ((records["type"] == CAN_MESSAGE) | (records["type"] == CAN_MESSAGE2))
-            & ((records["flags"] & REMOTE_FLAG) == 0)
-            & (records["ticks"] < _EXACT_TICKS)
-        )
-        length = int(np.argmin(plain)) if not plain.all() else count
-        if length == 0:
+        length = _run_length(data, start, CAN_RECORD, _plain_classic)
+        # A short run is not worth its numpy calls: python-can reads the rest of the container
+        # (else objects that only now and then come two in a row cost a numpy call each).
+        if length == 0 or (
+            length < MIN_RUN and start + length * CAN_RECORD.itemsize + CAN_RECORD.itemsize <= len(data)
+        ):
             return None
-        records = records[:length]
+        records = np.frombuffer(data, dtype=CAN_RECORD, count=length, offset=start)
         ticks = records["ticks"].astype(np.float64)
         # python-can: float(Decimal(ticks) * factor) + start; dividing exact floats by 1e5 or
         # 1e9 rounds the same quotient once, as float(Decimal) does.
@@ -345,7 +413,7 @@ class ColumnarBLFReader(GuardedBLFReader):
             stamps=seconds,
             ids=can_id & np.uint32(CAN_EFF_MASK),
             extended=(can_id & CAN_MSG_EXT) != 0,
-            channels=records["channel"].astype(np.int32) - 1,
+            channels=records["channel"].astype(np.int32) - 1,  # python-can's numbering: channel 0 is "can-1"
             payload=records["data"],
             lengths=np.minimum(records["dlc"], 8),
         )

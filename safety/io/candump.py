@@ -20,7 +20,7 @@ from typing import Any, cast
 import numpy as np
 
 from safety.errors import Location, LogFormatError
-from safety.io.files import READ_ERRORS, open_text
+from safety.io.files import MAX_LINE_CHARS, READ_ERRORS, open_text
 from safety.io.frame import (
     CAN_EFF_MASK,
     CAN_ERR_FLAG,
@@ -40,7 +40,6 @@ _DIRECTIONS = frozenset(("R", "T", "r", "t"))  # candump writes R/T; python-can 
 # a block's objects stay in cache.  It also bounds what a truncated .gz loses where it breaks.
 _BLOCK_CHARS = 1 << 14
 _CHUNK_LINES = 512
-_MAX_LINE_CHARS = 1 << 20  # a "line" longer than this is not candump; stop rather than buffer it
 
 
 def iter_candump(lines: Iterable[str], *, filename: str = "", on_error: ErrorHandler | None = None) -> Iterator[Frame]:
@@ -134,10 +133,10 @@ def _candump_read_blocks(
                 chunk = rest + chunk
                 cut = chunk.rfind("\n") + 1
                 if cut == 0:
-                    if len(chunk) > _MAX_LINE_CHARS:
+                    if len(chunk) > MAX_LINE_CHARS:
                         report(
                             LogFormatError(
-                                f"line is longer than {_MAX_LINE_CHARS} characters; not a candump -L log",
+                                f"line is longer than {MAX_LINE_CHARS} characters; not a candump -L log",
                                 Location(file=file, line=lineno + 1),
                             )
                         )

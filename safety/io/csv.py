@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from safety.errors import Location, LogFormatError
-from safety.io.files import READ_ERRORS, open_text
+from safety.io.files import READ_ERRORS, BoundedLines, open_text
 from safety.io.frame import (
     CAN_EFF_MASK,
     CAN_SFF_MASK,
@@ -34,7 +34,7 @@ def csv_dialect(path: str | Path, gz: bool, file: str) -> tuple[str, dict[str, i
     """Read the header: ('csv' | 'panda-csv', column name -> index), or raise at file:1."""
     try:
         with open_text(path, gz, "utf-8-sig") as f:
-            header = next(csv.reader(f), [])
+            header = next(csv.reader(BoundedLines(f, file)), [])
     except _CSV_READ_ERRORS as exc:
         raise LogFormatError(f"cannot read the header: {exc}", Location(file=file, line=1)) from None
     names = [name.strip().lower() for name in header]
@@ -60,12 +60,15 @@ def csv_file(
     channels: dict[str, str] = {}  # one "canN" string per bus, not one per frame
     width = len(columns)
     with open_text(path, gz, "utf-8-sig") as f:
-        rows = csv.reader(f)
+        rows = csv.reader(BoundedLines(f, file))
         next(rows, None)  # the header, checked by csv_dialect
         while True:
             try:
                 row = next(rows)
             except StopIteration:
+                return
+            except LogFormatError as exc:  # a line too long to be a log's
+                report(exc)
                 return
             except _CSV_READ_ERRORS as exc:
                 report(

@@ -18,6 +18,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 #: corrupt deflate stream, which is neither.
 READ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
 
+#: No line of a text CAN log comes near this; a longer "line" is not a log (a gzip of one byte
+#: repeated holds a gigabyte in a megabyte): reading stops there rather than hold it.
+MAX_LINE_CHARS = 1 << 20
+
 
 def check_file(path: str | Path) -> bool:
     """Fail early, naming the file, if it cannot be read; return whether it is gzip-compressed."""
@@ -54,3 +58,39 @@ def open_binary(path: str | Path, gz: bool) -> BinaryIO:
     if gz:
         return cast("BinaryIO", gzip.open(path, "rb"))
     return open(path, "rb")
+
+
+class BoundedLines:
+    """The lines of a text file, read no more than :data:`MAX_LINE_CHARS` at a time.
+
+    Iterating over a file reads each line whole, however long; here a line longer than the
+    limit raises :class:`LogFormatError` at its number once the limit is read.  ``line`` is the
+    number of the last line given (1 for the first).
+    """
+
+    def __init__(self, file: IO[str], name: str = "") -> None:
+        self._file = file
+        self.name = name  # for errors
+        self.line = 0
+
+    def __iter__(self) -> BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._file.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            raise StopIteration
+        self.line += 1
+        if len(line) > MAX_LINE_CHARS and line[-1] != "\n":
+            raise LogFormatError(
+                f"line is longer than {MAX_LINE_CHARS} characters; not a text CAN log",
+                Location(file=self.name, line=self.line),
+            )
+        return line
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed

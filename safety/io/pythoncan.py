@@ -17,7 +17,7 @@ from can.io.trc import TRCFileVersion
 
 from safety.errors import Location, LogFormatError
 from safety.io.blf import CANRun, ColumnarBLFReader, GuardedBLFReader, run_frames
-from safety.io.files import open_binary, open_text
+from safety.io.files import BoundedLines, open_binary, open_text
 from safety.io.frame import (
     MAX_BLANK_LINES,
     ErrorHandler,
@@ -27,26 +27,21 @@ from safety.io.frame import (
 )
 
 
-class CountingLines:
+class CountingLines(BoundedLines):
     """A text file that counts the lines python-can has taken from it, for error locations.
 
     ``check(line, number)``, when given, sees every line on its way to python-can: for what
-    python-can would skip without a word.
+    python-can would skip without a word.  No line is read whole past
+    :data:`~safety.io.files.MAX_LINE_CHARS` (python-can's readers take a line at a time).
     """
 
     def __init__(self, file: IO[str], check: Callable[[str, int], None] | None = None, name: str = "") -> None:
-        self._file = file
-        self.line = 0
+        super().__init__(file, name)
         self.blank_run = 0
-        self.name = name  # for errors
         self._check = check
 
-    def __iter__(self) -> CountingLines:
-        return self
-
     def __next__(self) -> str:
-        line = next(self._file)
-        self.line += 1
+        line = super().__next__()
         if line.isspace():
             self.blank_run += 1
             if self.blank_run >= MAX_BLANK_LINES:
@@ -56,13 +51,6 @@ class CountingLines:
         if self._check is not None:
             self._check(line, self.line)
         return line
-
-    def close(self) -> None:
-        self._file.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._file.closed
 
 
 # An ASC frame line whose time is not a number python-can's reader accepts (it skips such a line
@@ -169,6 +157,9 @@ def python_can_items(
             reader = blf_class(open_binary(path, gz), file)
         else:  # mf4: python-can loads a stream into memory, a path it maps itself
             reader = can.MF4Reader(open_binary(path, True) if gz else path)
+    except LogFormatError as exc:  # our own checks of what python-can would read (a BLF header's size)
+        report(exc)
+        return
     except Exception as exc:  # python-can raises many kinds here; all mean "not readable"
         if text_lines is not None:
             text_lines.close()

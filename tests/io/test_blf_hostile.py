@@ -16,6 +16,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -35,7 +36,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safety.errors import LogFormatError
-from safety.io.blf import _BASE_SIZE, MAX_OBJECT_SIZE, GuardedBLFReader, first_object_not_passed
+from safety.io.blf import _BASE_SIZE, MAX_OBJECT_SIZE, GuardedBLFReader, first_object_not_passed, frames_in_header
 from safety.io.frame import Frame
 from safety.io.logs import read_log
 
@@ -335,3 +336,46 @@ def test_the_walk_in_runs_finds_what_a_walk_object_by_object_finds(
     data = b"".join(parts)
     data = data[: cut % (len(data) + 1)]
     assert first_object_not_passed(data) == walk_object_by_object(data)
+
+
+# --- found by review: time that grows with the square of the objects, a header of any size ---
+
+
+def test_many_objects_that_never_form_a_run_are_read_in_linear_time(tmp_path: Path) -> None:
+    """Reproduced first: classic frames each followed by 4 bytes of padding (python-can finds the
+    next object within 8 bytes, so the file is honest) in one 64 MiB container: the size guard
+    and the numpy reader each looked at every object left in the container at every object, and
+    a 195 KB file ran for hours.  Now each object costs the same whatever follows it."""
+    record = can_object(0x0B4, bytes(8), ticks=100) + bytes(4)
+    count = (64 << 20) // len(record)
+    path = tmp_path / "padded.blf"
+    path.write_bytes(blf_file(container(record * count)))
+    began = time.monotonic()
+    frames = sum(1 for _ in read_log(path))
+    assert time.monotonic() - began < 120, "not a timing test: the hang took hours"
+    assert frames == count
+
+
+def test_a_file_header_of_an_untrustworthy_size_is_reported(tmp_path: Path) -> None:
+    """Reproduced first: python-can reads the rest of the file header by the size it declares;
+    a size of 4 GiB read the whole file as header: no frames and no error."""
+    raw = bytearray(blf(GOOD, GOOD))
+    raw[4:8] = (2**32 - 1).to_bytes(4, "little")
+    path = tmp_path / "header.blf"
+    path.write_bytes(bytes(raw))
+    frames, errors = read_all(path)
+    assert frames == []
+    assert errors == [
+        f"{path}: log-format: the BLF file header declares a size of 4294967295 bytes, expected 72 to 65536"
+    ]
+
+
+def test_a_header_that_overstates_the_frames_does_not_make_the_fleet_plan_huge(tmp_path: Path) -> None:
+    """Reproduced first: an uncompressed size of 2**64 - 1 in the header (and no object count)
+    planned 10**11 chunks of a small file and never returned."""
+    raw = bytearray(blf(*[GOOD] * 1000))
+    raw[24:32] = (2**64 - 1).to_bytes(8, "little")  # the uncompressed size
+    raw[32:36] = bytes(4)  # the object count
+    path = tmp_path / "overstated.blf"
+    path.write_bytes(bytes(raw))
+    assert frames_in_header(path) <= path.stat().st_size // 4

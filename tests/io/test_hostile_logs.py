@@ -124,3 +124,40 @@ def test_a_gzip_of_blank_lines_stops_at_a_million_in_a_row(tmp_path: Path, suffi
     assert len(frames) == 3
     (error,) = errors
     assert error.message == "1000000 blank lines in a row: not a CAN log (a decompression bomb?); reading stopped"
+
+
+ENDLESS_LINE = 256 * 1024 * 1024  # characters of one "line" with no end, 256 KiB gzipped
+
+
+@pytest.mark.parametrize("suffix", [".asc.gz", ".trc.gz", ".csv.gz", ".asc", ".csv"])
+def test_a_line_without_end_stops_reading_without_holding_it(tmp_path: Path, suffix: str) -> None:
+    """Reproduced first: python-can's ASC and TRC readers and the CSV reader take a text log a
+    whole line at a time, so a 'line' of 256 MiB with no newline (256 KiB gzipped) was held in
+    memory whole (a 2 GiB one takes a head unit's memory).  Reading stops at the line instead,
+    having held no more than the limit, with the frames before kept."""
+    import gzip
+    import tracemalloc
+
+    head = tmp_path / f"head{suffix.removesuffix('.gz')}"
+    write_frames(head, FRAMES[:3])
+    lines = head.read_bytes().count(b"\n")
+    path = tmp_path / f"endless{suffix}"
+    with gzip.open(path, "wb") if suffix.endswith(".gz") else path.open("wb") as out:
+        out.write(head.read_bytes())
+        chunk = b"a" * (16 * 1024 * 1024)
+        for _ in range(ENDLESS_LINE // len(chunk)):
+            out.write(chunk)
+    errors: list[LogFormatError] = []
+    tracemalloc.start()
+    try:
+        frames = list(read_log(path, on_error=errors.append))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024 * 1024, f"reading it held {peak / 2**20:.0f} MiB"
+    from safety.io.files import MAX_LINE_CHARS
+
+    assert frames == list(read_log(head)) and len(frames) == 3
+    assert [str(e) for e in errors] == [
+        f"{path}:{lines + 1}: log-format: line is longer than {MAX_LINE_CHARS} characters; not a text CAN log"
+    ]
