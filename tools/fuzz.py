@@ -10,7 +10,8 @@ Targets (each in its own process, DriveGate's modules instrumented for coverage)
 
 ``candump``   the candump ``-L`` parser on arbitrary text (``iter_candump``, lenient mode)
 ``logs``      ``read_log`` on arbitrary bytes saved as every format it reads (.log, .asc, .trc,
-              .csv, .blf, gzip), seeded with small real files of each written by python-can
+              .csv, .blf, gzip), seeded with small real files of each written by python-can;
+              ``read_columns`` (the columnar replay's reading) must give the same frames and errors
 ``frames``    arbitrary frame streams into ``Engine.on_frame`` (mapped and unmapped ids, 11 and
               29 bit, FD, every length 0-64, timestamps finite, NaN, ±inf, huge, backwards),
               then ``decide`` and ``state``: never an exception, always one of the four outcomes
@@ -125,6 +126,7 @@ def _candump_target(stats: Stats) -> Any:
 
 def _logs_target(stats: Stats) -> Any:
     from safety.errors import LogFormatError
+    from safety.io.columns import read_columns
     from safety.io.logs import read_log
 
     folder = Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
@@ -138,10 +140,17 @@ def _logs_target(stats: Stats) -> Any:
         path.write_bytes(data[1:])
         errors: list[Any] = []
         try:
-            for _ in read_log(path, on_error=errors.append):
-                stats.frames += 1
+            frames = list(read_log(path, on_error=errors.append))
         except LogFormatError:
             stats.rejected_files += 1  # documented: a file that cannot be read at all
+            stats.tick()
+            return
+        stats.frames += len(frames)
+        # Differential: the columnar replay's reading must give the same frames and errors.
+        column_errors: list[Any] = []
+        columns = [f for batch in read_columns(path, on_error=column_errors.append) for f in batch.frames(range(len(batch)))]
+        if columns != frames or [str(e) for e in column_errors] != [str(e) for e in errors]:
+            raise AssertionError(f"read_columns differs from read_log on {suffix}")
         stats.tick()
 
     return one

@@ -319,6 +319,8 @@ def candump_block_columns(block: str) -> FrameColumns | None:
     the candump parser accepts and gives the same frames (a property test holds it to that);
     anything else returns None and the block is parsed line by line.
     """
+    if not block.isascii():  # a stray byte (read as U+FFFD): the line parser reports its line
+        return None
     raw = np.frombuffer(block.encode("ascii"), dtype=np.uint8)
     ends = np.flatnonzero(raw == _NEWLINE)
     n = len(ends)

@@ -187,6 +187,23 @@ def test_a_candump_log_read_from_a_line_on_gives_the_frames_and_errors_from_ther
     assert [(e.location.line - 1, e.message) for e in errors] == [(i, m) for i, m in expected_errors if i >= start]
 
 
+@pytest.mark.parametrize("junk", [b"\xff", b"\xc3\xa9", b"\x00"])
+def test_a_candump_block_with_a_byte_that_is_not_ascii_is_read_as_the_parser_reads_it(tmp_path: Path, junk: bytes) -> None:
+    """Found by tools/fuzz.py's differential check: one non-ASCII byte in a channel name (read as
+    U+FFFD or a letter) made the columnar reading raise UnicodeEncodeError, so the default
+    replay crashed on the log; the line parser reports the line and goes on."""
+    lines = [b"(1.%06d) can0 0B4#0001020304050607\n" % i for i in range(6)]
+    lines[3] = lines[3].replace(b"can0", b"can" + junk + b"0")
+    path = tmp_path / "junk.log"
+    path.write_bytes(b"".join(lines))
+    expected_errors: list[Any] = []
+    expected = list(read_log(path, on_error=expected_errors.append))
+    errors: list[Any] = []
+    got = [f for b in read_columns(path, on_error=errors.append) for f in b.frames(range(len(b)))]
+    assert got == expected and len(got) >= 5
+    assert [str(e) for e in errors] == [str(e) for e in expected_errors]
+
+
 def test_frames_of_other_formats_are_positioned_by_their_index(tmp_path: Path) -> None:
     path = tmp_path / "drive.csv"
     path.write_text("timestamp,arbitration_id,extended,remote,error,dlc,data\n" + "".join(
