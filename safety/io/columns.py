@@ -330,6 +330,8 @@ def candump_block_columns(block: str) -> FrameColumns | None:
     # of each): each length's lines read as a character matrix, a field per column range.
     # Lines of one length but not one layout, or too many lengths, go the general way.
     lengths = np.diff(ends, prepend=-1)
+    if int(lengths.max()) > _MAX_MATRIX_LINE:  # not of the common shape, and a matrix would be n x longest
+        return None
     distinct = np.unique(lengths)
     if len(distinct) <= _MAX_LAYOUTS:
         longest = int(distinct[-1])
@@ -347,6 +349,10 @@ def candump_block_columns(block: str) -> FrameColumns | None:
 
 
 _MAX_LAYOUTS = 8  # line lengths in a block read as matrices, at most
+# The longest line of the common shape (a 19-character stamp, a long channel name, a 29-bit id,
+# 8 data bytes, a direction) is under 80 characters; a block with a longer one is parsed line by
+# line (one line of 200,000 characters made the matrix of a block gigabytes: found by review).
+_MAX_MATRIX_LINE = 128
 
 
 def _line_matrix(raw: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], width: int) -> npt.NDArray[np.uint8]:

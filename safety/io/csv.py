@@ -8,14 +8,17 @@ import csv
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from safety.errors import Location, LogFormatError
 from safety.io.files import READ_ERRORS, BoundedLines, open_text
 from safety.io.frame import (
     CAN_EFF_MASK,
     CAN_SFF_MASK,
+    MAX_BLANK_LINES,
     ErrorHandler,
     Frame,
+    blank_run_error,
     is_hex,
     show,
 )
@@ -59,10 +62,13 @@ def csv_file(
     parse = _parse_python_can_row if dialect == "csv" else _parse_panda_row
     channels: dict[str, str] = {}  # one "canN" string per bus, not one per frame
     width = len(columns)
+    blank_run = 0
     with open_text(path, gz, "utf-8-sig") as f:
-        rows = csv.reader(BoundedLines(f, file))
+        lines = _RowLines(f, file)
+        rows = csv.reader(lines)
         next(rows, None)  # the header, checked by csv_dialect
         while True:
+            lines.row_start = lines.line + 1
             try:
                 row = next(rows)
             except StopIteration:
@@ -79,7 +85,12 @@ def csv_file(
                 )
                 return
             if not row or (len(row) == 1 and not row[0].strip()):
+                blank_run += 1
+                if blank_run >= MAX_BLANK_LINES:
+                    report(blank_run_error(file, rows.line_num))
+                    return
                 continue  # blank line
+            blank_run = 0
             if len(row) != width:
                 report(
                     LogFormatError(
@@ -93,6 +104,28 @@ def csv_file(
                 report(LogFormatError(result, Location(file=file, line=rows.line_num)))
             else:
                 yield result
+
+
+# A quoted field goes on across lines; the csv module bounds a field's length, not the fields of
+# a row or the lines it spans.  No CAN log's row spans more than a few.
+MAX_ROW_LINES = 10_000
+
+
+class _RowLines(BoundedLines):
+    """The lines of a CSV file, stopping a row (from ``row_start``) that spans too many."""
+
+    def __init__(self, file: IO[str], name: str) -> None:
+        super().__init__(file, name)
+        self.row_start = 1
+
+    def __next__(self) -> str:
+        line = super().__next__()
+        if self.line - self.row_start >= MAX_ROW_LINES:
+            raise LogFormatError(
+                f"a row goes on for more than {MAX_ROW_LINES} lines (a quote that never closes?); reading stopped",
+                Location(file=self.name, line=self.row_start),
+            )
+        return line
 
 
 def _csv_float(name: str, text: str) -> float | str:
@@ -109,7 +142,8 @@ def _csv_uint(name: str, text: str, base: int = 10) -> int | str:
     body = text.strip()
     if base == 16 and body[:2] in ("0x", "0X"):
         body = body[2:]
-    ok = is_hex(body) if base == 16 else body.isascii() and body.isdigit()
+    # No field of a CAN frame needs 20 digits; Python's int() refuses over 4,300 with ValueError.
+    ok = len(body) <= 20 and (is_hex(body) if base == 16 else body.isascii() and body.isdigit())
     if not body or not ok:
         kind = "a hex number such as 0x1a" if base == 16 else "a whole decimal number"
         return f"bad {name}: found {show(text)}, expected {kind}"

@@ -19,6 +19,7 @@ from safety.errors import Location, LogFormatError
 from safety.io.blf import CANRun, ColumnarBLFReader, GuardedBLFReader, run_frames
 from safety.io.files import BoundedLines, open_binary, open_text
 from safety.io.frame import (
+    CAN_EFF_MASK,
     MAX_BLANK_LINES,
     ErrorHandler,
     Frame,
@@ -56,6 +57,24 @@ class CountingLines(BoundedLines):
 # An ASC frame line whose time is not a number python-can's reader accepts (it skips such a line
 # as if it were a comment): "nan 1 B4 Rx d 8 ...", "inf CANFD ...".
 _ASC_NON_FINITE = re.compile(r"^\s*([+-]?(?:nan|inf(?:inity)?))\s+(?:\d+|CANFD)\s", re.IGNORECASE)
+
+
+# python-can looks each TRC column up in the $COLUMNS list, quadratic in its length (120,000
+# names took over a minute); the format defines 12 columns.
+_MAX_TRC_COLUMNS = 64
+
+
+def trc_line_check(file: str) -> Callable[[str, int], None]:
+    """Refuse a TRC ``$COLUMNS`` line of more names than any TRC file has."""
+
+    def check(line: str, number: int) -> None:
+        if line.startswith(";$COLUMNS=") and (count := line.count(",") + 1) > _MAX_TRC_COLUMNS:
+            raise LogFormatError(
+                f"$COLUMNS names {count} columns, expected at most {_MAX_TRC_COLUMNS} (TRC has 12)",
+                Location(file=file, line=number),
+            )
+
+    return check
 
 
 def asc_line_check(file: str, report: ErrorHandler) -> Callable[[str, int], None]:
@@ -149,7 +168,7 @@ def python_can_items(
     reader: can.io.generic.MessageReader
     try:
         if fmt in ("asc", "trc"):
-            check = asc_line_check(file, report) if fmt == "asc" else None
+            check = asc_line_check(file, report) if fmt == "asc" else trc_line_check(file)
             text_lines = CountingLines(open_text(path, gz), check, file)
             reader = ASCReader(text_lines) if fmt == "asc" else can.TRCReader(text_lines)  # type: ignore[arg-type]
         elif fmt == "blf":
@@ -234,6 +253,16 @@ def python_can_items(
                         )
                     )
                     continue
+            if msg.arbitration_id > CAN_EFF_MASK:
+                # python-can reads any hex number as an id (2**32 and more overflowed the columns).
+                # An 11-bit id above 0x7FF is let through as python-can gives it: writers that
+                # lose the extended flag exist (python-can's own test files hold such frames).
+                report(
+                    LogFormatError(
+                        f"bad id: found {msg.arbitration_id:#x}, expected at most {CAN_EFF_MASK:#x} (29 bits)", where()
+                    )
+                )
+                continue
             yield Frame(
                 float(msg.timestamp),
                 msg.arbitration_id,

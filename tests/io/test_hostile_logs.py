@@ -161,3 +161,137 @@ def test_a_line_without_end_stops_reading_without_holding_it(tmp_path: Path, suf
     assert [str(e) for e in errors] == [
         f"{path}:{lines + 1}: log-format: line is longer than {MAX_LINE_CHARS} characters; not a text CAN log"
     ]
+
+
+# --- found by a fuzzing review of the text readers (2026-12-08), each reproduced first ---
+
+ASC_HEAD = (
+    "date Tue Dec 08 02:17:58.533 2026\nbase hex  timestamps absolute\ninternal events logged\n"
+    "Begin Triggerblock Thu Jan 01 00:00:01.0 1970\n 0.000000 Start of measurement\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("can_id", "problem"),
+    [
+        ("1FFFFFFFFFx", "bad id: found 0x1fffffffff, expected at most 0x1fffffff (29 bits)"),
+        ("1FFFFFFFFF", "bad id: found 0x1fffffffff, expected at most 0x1fffffff (29 bits)"),
+        ("FFFFFFFFFFFF", "bad id: found 0xffffffffffff, expected at most 0x1fffffff (29 bits)"),
+    ],
+)
+def test_an_asc_id_beyond_can_is_reported_and_both_readers_go_on(tmp_path: Path, can_id: str, problem: str) -> None:
+    """python-can reads any hex number as an id: 2**32 and more made the columnar reading raise
+    OverflowError (the default replay crashed).  No CAN id has more than 29 bits."""
+    from safety.io.columns import read_columns
+
+    path = tmp_path / "ids.asc"
+    path.write_text(
+        ASC_HEAD + f" 0.000000 2  123             Rx   d 2 01 02\n 0.010000 2  {can_id:<15} Rx   d 2 01 02\n"
+        " 0.020000 2  124             Rx   d 2 01 02\nEnd TriggerBlock\n"
+    )
+    errors: list[LogFormatError] = []
+    frames = list(read_log(path, on_error=errors.append))
+    assert [f.arbitration_id for f in frames] == [0x123, 0x124]
+    assert [str(e) for e in errors] == [f"{path}:7: log-format: {problem}"]
+    column_errors: list[LogFormatError] = []
+    columns = [f for b in read_columns(path, on_error=column_errors.append) for f in b.frames(range(len(b)))]
+    assert columns == frames and [str(e) for e in column_errors] == [str(e) for e in errors]
+
+
+@pytest.mark.parametrize("field", ["dlc", "arbitration_id"])
+def test_a_csv_number_of_thousands_of_digits_is_a_bad_field(tmp_path: Path, field: str) -> None:
+    """Python's int() refuses strings over 4,300 digits with ValueError, which escaped."""
+    values = {"dlc": "2", "arbitration_id": "0x123"}
+    values[field] = "9" * 5000
+    path = tmp_path / "digits.csv"
+    path.write_text(
+        "timestamp,arbitration_id,extended,remote,error,dlc,data\n"
+        f"1.0,0x123,0,0,0,2,AQI=\n2.0,{values['arbitration_id']},0,0,0,{values['dlc']},AQI=\n3.0,0x124,0,0,0,2,AQI=\n"
+    )
+    errors: list[LogFormatError] = []
+    frames = list(read_log(path, on_error=errors.append))
+    assert [f.arbitration_id for f in frames] == [0x123, 0x124]
+    assert len(errors) == 1 and errors[0].location.line == 3, [str(e) for e in errors]
+
+
+def test_a_csv_row_that_never_ends_stops_reading(tmp_path: Path) -> None:
+    """A quoted field goes on across lines; the csv module bounds a field, not the fields of a
+    row: 31 M lines of '","' (122 KB gzipped) grew one row to gigabytes."""
+    import gzip
+    import tracemalloc
+
+    path = tmp_path / "endless.csv.gz"
+    with gzip.open(path, "wb") as out:
+        out.write(b'timestamp,arbitration_id,extended,remote,error,dlc,data\n1.0,0x123,0,0,0,2,AQI=\n"\n')
+        for _ in range(30):
+            out.write(b'","\n' * 100_000)
+    errors: list[LogFormatError] = []
+    tracemalloc.start()
+    try:
+        frames = list(read_log(path, on_error=errors.append))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024, f"reading it held {peak / 2**20:.0f} MiB"
+    assert [f.arbitration_id for f in frames] == [0x123]
+    assert [str(e) for e in errors] == [
+        f"{path}:3: log-format: a row goes on for more than 10000 lines (a quote that never closes?); reading stopped"
+    ]
+
+
+def test_a_csv_of_blank_lines_stops_at_a_million_in_a_row(tmp_path: Path) -> None:
+    """268 M blank lines in 261 KB of gzip took 68 s and ended without a word."""
+    import gzip
+
+    path = tmp_path / "blank.csv.gz"
+    with gzip.open(path, "wb") as out:
+        out.write(b"timestamp,arbitration_id,extended,remote,error,dlc,data\n1.0,0x123,0,0,0,2,AQI=\n")
+        for _ in range(12):
+            out.write(b"\n" * 100_000)
+        out.write(b"2.0,0x124,0,0,0,2,AQI=\n")
+    errors: list[LogFormatError] = []
+    frames = list(read_log(path, on_error=errors.append))
+    assert [f.arbitration_id for f in frames] == [0x123]
+    assert [str(e) for e in errors] == [
+        f"{path}:1000002: log-format: 1000000 blank lines in a row: not a CAN log (a decompression bomb?); reading stopped"
+    ]
+
+
+def test_a_candump_block_with_one_very_long_line_is_not_read_as_a_matrix(tmp_path: Path) -> None:
+    """The numpy block reader laid lines of a few lengths out as an n x longest matrix: one line
+    of 200,000 characters among 40,000 made it allocate gigabytes (read_log: 142 MB)."""
+    import tracemalloc
+
+    from safety.io.columns import read_columns
+
+    lines = [f"(1.{i:06d}) can0 123#0011\n" for i in range(40_000)]
+    lines[20_000] = "(1.020000) can0 123#" + "00" * 100_000 + "\n"
+    path = tmp_path / "long.log"
+    path.write_text("".join(lines))
+    errors: list[LogFormatError] = []
+    tracemalloc.start()
+    try:
+        frames = sum(len(b) for b in read_columns(path, on_error=errors.append))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 128 * 1024 * 1024, f"reading it held {peak / 2**20:.0f} MiB"
+    assert frames == 39_999 and len(errors) == 1
+
+
+def test_a_trc_columns_line_of_thousands_of_names_is_refused_quickly(tmp_path: Path) -> None:
+    """python-can looks each TRC column up in the $COLUMNS list, quadratic in its length: 120,000
+    names in an 850 KB file took over a minute.  The format has 12 columns."""
+    import time
+
+    path = tmp_path / "columns.trc"
+    names = ",".join(f"c{i}" for i in range(120_000))
+    path.write_text(f";$FILEVERSION=2.1\n;$STARTTIME=25569.000011574073\n;$COLUMNS={names}\n")
+    errors: list[LogFormatError] = []
+    began = time.monotonic()
+    frames = list(read_log(path, on_error=errors.append))
+    assert time.monotonic() - began < 30, "not a timing test: it took minutes"
+    assert frames == []
+    assert [str(e) for e in errors] == [
+        f"{path}:3: log-format: $COLUMNS names 120000 columns, expected at most 64 (TRC has 12)"
+    ]
