@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import can
 import cantools
@@ -144,3 +145,19 @@ def stderr_on_a_terminal(command: list[str]) -> str:
         chunks.append(chunk)
     os.close(main)
     return b"".join(chunks).decode()
+
+
+T = TypeVar("T")
+
+
+def with_peak_memory(work: Callable[[], T]) -> tuple[T, int]:
+    """``work()``'s result and the most memory Python held while it ran (tracemalloc, bytes)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = work()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak

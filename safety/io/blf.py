@@ -47,7 +47,7 @@ from can.io.blf import (
 )
 
 from safety.errors import Location, LogFormatError
-from safety.io.frame import CAN_EFF_MASK, Frame
+from safety.io.frame import CAN_EFF_MASK, Frame, channel_name
 
 LOG = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ class CANRun:
 def run_frames(run: CANRun) -> Iterator[Frame]:
     """The frames of ``run``, as python-can's messages for them are converted."""
     data = run.payload.tobytes()
-    names = {channel: f"can{channel}" for channel in np.unique(run.channels).tolist()}
+    names = {channel: channel_name(channel) for channel in np.unique(run.channels).tolist()}
     channels = run.channels.tolist()
     start = 0
     for stamp, can_id, extended, channel, length in zip(

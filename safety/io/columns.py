@@ -26,7 +26,7 @@ import numpy.typing as npt
 from safety.io.blf import CANRun
 from safety.io.candump import _candump_lines, _stamp_template, block_lines, candump_blocks
 from safety.io.files import check_file
-from safety.io.frame import CAN_EFF_MASK, CAN_SFF_MASK, ErrorHandler, Frame, reporter
+from safety.io.frame import CAN_EFF_MASK, CAN_SFF_MASK, ErrorHandler, Frame, channel_name, reporter
 from safety.io.logs import format_from_suffix, read_log
 from safety.io.pythoncan import python_can_items
 
@@ -209,7 +209,7 @@ def _run_columns(run: CANRun, skip: int, positions: I64) -> FrameColumns:
         extended=run.extended[skip:],
         special=np.zeros(len(positions), dtype=np.bool_),
         channels=codes.astype(np.int32),
-        channel_names=tuple(f"can{channel}" for channel in names.tolist()),
+        channel_names=tuple(map(channel_name, names.tolist())),
         _payload=run.payload[skip:],
         _lengths=run.lengths[skip:],
         positions=positions,
@@ -271,14 +271,7 @@ def concat(parts: list[FrameColumns]) -> FrameColumns:
         for part in parts:
             frames.extend(part._frames if part._frames is not None else part.frames(range(len(part))))
         return FrameColumns(
-            stamps,
-            ids,
-            extended,
-            special,
-            np.concatenate(channels),
-            tuple(names),
-            _frames=tuple(frames),
-            positions=positions,
+            stamps, ids, extended, special, np.concatenate(channels), tuple(names), _frames=tuple(frames), positions=positions
         )
     payload = np.concatenate([p._payload for p in parts if p._payload is not None])
     lengths = np.concatenate([p._lengths for p in parts if p._lengths is not None])

@@ -19,6 +19,7 @@ from safety.io.frame import (
     ErrorHandler,
     Frame,
     blank_run_error,
+    channel_name,
     is_hex,
     show,
 )
@@ -198,7 +199,7 @@ def _parse_panda_row(row: list[str], columns: dict[str, int], channels: dict[str
         bus = _csv_uint("Bus", bus_text)
         if isinstance(bus, str):
             return bus
-        channel = channels[bus_text] = f"can{bus}"
+        channel = channels[bus_text] = channel_name(bus)
     arbitration_id = _csv_uint("MessageID", row[columns["messageid"]])
     if isinstance(arbitration_id, str):
         return arbitration_id

@@ -25,6 +25,11 @@ class Frame(NamedTuple):
 
 ErrorHandler = Callable[[LogFormatError], None]
 
+
+def channel_name(number: int) -> str:
+    """The name of python-can's channel ``number`` (``can0``; BLF's channel 0 comes as ``can-1``)."""
+    return f"can{number}"
+
 CAN_ERR_FLAG = 0x20000000  # SocketCAN's error-frame flag, which candump prints as part of the id
 CAN_EFF_MASK = 0x1FFFFFFF
 CAN_SFF_MASK = 0x7FF

@@ -24,6 +24,7 @@ from safety.io.frame import (
     ErrorHandler,
     Frame,
     blank_run_error,
+    channel_name,
     show,
 )
 
@@ -133,7 +134,7 @@ def _channel_name(channel: Any) -> str | None:
     if channel is None:
         return None
     if isinstance(channel, int):
-        return f"can{channel}"
+        return channel_name(channel)
     return str(channel)
 
 

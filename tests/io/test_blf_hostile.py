@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from can.io.blf import (
     LOG_CONTAINER_STRUCT,
     OBJ_HEADER_BASE_STRUCT,
 )
-from conftest import DEFAULT_POLICY, DEMO_VEHICLE
+from conftest import DEFAULT_POLICY, DEMO_VEHICLE, with_peak_memory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -141,12 +140,7 @@ BOMB_ERROR = (
 
 def test_read_log_of_a_zlib_bomb_stops_at_its_container_without_inflating_it(bomb_blf: Path) -> None:
     errors: list[LogFormatError] = []
-    tracemalloc.start()
-    try:
-        frames = list(read_log(bomb_blf, on_error=errors.append))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    frames, peak = with_peak_memory(lambda: list(read_log(bomb_blf, on_error=errors.append)))
     assert peak < 64 * 1024 * 1024, f"reading it took {peak / 2**20:.0f} MiB"
     assert [(f.arbitration_id, f.timestamp) for f in frames] == [(0x0B4, 0.001)]
     offset = FILE_HEADER_SIZE + len(container(GOOD))

@@ -10,6 +10,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from conftest import with_peak_memory
 
 from safety.errors import LogFormatError
 from safety.io.frame import Frame
@@ -136,8 +137,6 @@ def test_a_line_without_end_stops_reading_without_holding_it(tmp_path: Path, suf
     memory whole (a 2 GiB one takes a head unit's memory).  Reading stops at the line instead,
     having held no more than the limit, with the frames before kept."""
     import gzip
-    import tracemalloc
-
     head = tmp_path / f"head{suffix.removesuffix('.gz')}"
     write_frames(head, FRAMES[:3])
     lines = head.read_bytes().count(b"\n")
@@ -148,12 +147,7 @@ def test_a_line_without_end_stops_reading_without_holding_it(tmp_path: Path, suf
         for _ in range(ENDLESS_LINE // len(chunk)):
             out.write(chunk)
     errors: list[LogFormatError] = []
-    tracemalloc.start()
-    try:
-        frames = list(read_log(path, on_error=errors.append))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    frames, peak = with_peak_memory(lambda: list(read_log(path, on_error=errors.append)))
     assert peak < 32 * 1024 * 1024, f"reading it held {peak / 2**20:.0f} MiB"
     from safety.io.files import MAX_LINE_CHARS
 
@@ -218,20 +212,13 @@ def test_a_csv_row_that_never_ends_stops_reading(tmp_path: Path) -> None:
     """A quoted field goes on across lines; the csv module bounds a field, not the fields of a
     row: 31 M lines of '","' (122 KB gzipped) grew one row to gigabytes."""
     import gzip
-    import tracemalloc
-
     path = tmp_path / "endless.csv.gz"
     with gzip.open(path, "wb") as out:
         out.write(b'timestamp,arbitration_id,extended,remote,error,dlc,data\n1.0,0x123,0,0,0,2,AQI=\n"\n')
         for _ in range(30):
             out.write(b'","\n' * 100_000)
     errors: list[LogFormatError] = []
-    tracemalloc.start()
-    try:
-        frames = list(read_log(path, on_error=errors.append))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    frames, peak = with_peak_memory(lambda: list(read_log(path, on_error=errors.append)))
     assert peak < 64 * 1024 * 1024, f"reading it held {peak / 2**20:.0f} MiB"
     assert [f.arbitration_id for f in frames] == [0x123]
     assert [str(e) for e in errors] == [
@@ -260,8 +247,6 @@ def test_a_csv_of_blank_lines_stops_at_a_million_in_a_row(tmp_path: Path) -> Non
 def test_a_candump_block_with_one_very_long_line_is_not_read_as_a_matrix(tmp_path: Path) -> None:
     """The numpy block reader laid lines of a few lengths out as an n x longest matrix: one line
     of 200,000 characters among 40,000 made it allocate gigabytes (read_log: 142 MB)."""
-    import tracemalloc
-
     from safety.io.columns import read_columns
 
     lines = [f"(1.{i:06d}) can0 123#0011\n" for i in range(40_000)]
@@ -269,12 +254,7 @@ def test_a_candump_block_with_one_very_long_line_is_not_read_as_a_matrix(tmp_pat
     path = tmp_path / "long.log"
     path.write_text("".join(lines))
     errors: list[LogFormatError] = []
-    tracemalloc.start()
-    try:
-        frames = sum(len(b) for b in read_columns(path, on_error=errors.append))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    frames, peak = with_peak_memory(lambda: sum(len(b) for b in read_columns(path, on_error=errors.append)))
     assert peak < 128 * 1024 * 1024, f"reading it held {peak / 2**20:.0f} MiB"
     assert frames == 39_999 and len(errors) == 1
 
